@@ -1,0 +1,85 @@
+//! Limits and deadlines: every tunable number of the server in one place.
+//!
+//! The constants are the defaults of the contract (DESIGN.md); [`Config`] carries the ones that
+//! may change at run time and is built with `const fn`s, so it fits in a `static` on firmware.
+
+use smoltcp::time::Duration;
+
+/// Connection slots: one TCP socket listening on the HTTP port each.
+pub const SLOTS: usize = 10;
+/// Bytes of request head a slot buffers (request line + headers). Over it: 414 or 431.
+pub const REQUEST_BUF: usize = 2048;
+/// Header lines httparse may return for one request; more is 431.
+pub const MAX_HEADERS: usize = 32;
+/// Bytes of response head a slot formats (status line + headers).
+pub const RESPONSE_HEAD: usize = 512;
+/// Default receive buffer of each slot's TCP socket.
+pub const RX_BUFFER: usize = 4096;
+/// Default transmit buffer of each slot's TCP socket.
+pub const TX_BUFFER: usize = 16384;
+/// Default HTTP port.
+pub const HTTP_PORT: u16 = 80;
+
+/// Runtime configuration of a [`crate::Server`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// TCP port the slots listen on.
+    pub port: u16,
+    /// A request head must be complete this long after its first byte (else 408).
+    pub head_timeout: Duration,
+    /// A request body may pause this long between reads (else 408).
+    pub body_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    pub idle_timeout: Duration,
+    /// A response that makes no progress this long is aborted.
+    pub send_timeout: Duration,
+    /// After an error response, unread input is drained this long before the slot is freed.
+    pub linger_timeout: Duration,
+    /// Frames taken from the device per `poll` before the slots are serviced.
+    pub rx_budget: usize,
+}
+
+impl Config {
+    /// The contract's defaults.
+    pub const fn new() -> Self {
+        Config {
+            port: HTTP_PORT,
+            head_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(10),
+            linger_timeout: Duration::from_secs(2),
+            rx_budget: 64,
+        }
+    }
+
+    /// Listen on `port` instead of 80.
+    pub const fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Set the request head deadline.
+    pub const fn head_timeout(mut self, d: Duration) -> Self {
+        self.head_timeout = d;
+        self
+    }
+
+    /// Set the keep-alive idle deadline.
+    pub const fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Set the send-progress deadline.
+    pub const fn send_timeout(mut self, d: Duration) -> Self {
+        self.send_timeout = d;
+        self
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}

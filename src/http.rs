@@ -1,0 +1,553 @@
+//! HTTP/0.9, 1.0 and 1.1 request heads: parsing, header semantics, target normalisation, and
+//! the status codes the server answers with.
+//!
+//! Parsing is a push parser over the slot's buffer (httparse does the byte-level work): not
+//! enough bytes is [`Parse::Partial`], a full buffer with a partial head is a verdict (414/431).
+//! This module knows nothing of sockets, files or time.
+
+use core::fmt;
+
+/// Status codes the server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Created,
+    PartialContent,
+    MovedPermanently,
+    NotModified,
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    LengthRequired,
+    PayloadTooLarge,
+    UriTooLong,
+    UnsupportedMediaType,
+    RangeNotSatisfiable,
+    HeadersTooLarge,
+    NotImplemented,
+    ServiceUnavailable,
+    VersionNotSupported,
+}
+
+impl Status {
+    /// The numeric code.
+    pub const fn code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::Created => 201,
+            Status::PartialContent => 206,
+            Status::MovedPermanently => 301,
+            Status::NotModified => 304,
+            Status::BadRequest => 400,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
+            Status::LengthRequired => 411,
+            Status::PayloadTooLarge => 413,
+            Status::UriTooLong => 414,
+            Status::UnsupportedMediaType => 415,
+            Status::RangeNotSatisfiable => 416,
+            Status::HeadersTooLarge => 431,
+            Status::NotImplemented => 501,
+            Status::ServiceUnavailable => 503,
+            Status::VersionNotSupported => 505,
+        }
+    }
+
+    /// The status line, CRLF included.
+    pub const fn line(self) -> &'static str {
+        match self {
+            Status::Ok => "HTTP/1.1 200 OK\r\n",
+            Status::Created => "HTTP/1.1 201 Created\r\n",
+            Status::PartialContent => "HTTP/1.1 206 Partial Content\r\n",
+            Status::MovedPermanently => "HTTP/1.1 301 Moved Permanently\r\n",
+            Status::NotModified => "HTTP/1.1 304 Not Modified\r\n",
+            Status::BadRequest => "HTTP/1.1 400 Bad Request\r\n",
+            Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
+            Status::MethodNotAllowed => "HTTP/1.1 405 Method Not Allowed\r\n",
+            Status::RequestTimeout => "HTTP/1.1 408 Request Timeout\r\n",
+            Status::LengthRequired => "HTTP/1.1 411 Length Required\r\n",
+            Status::PayloadTooLarge => "HTTP/1.1 413 Content Too Large\r\n",
+            Status::UriTooLong => "HTTP/1.1 414 URI Too Long\r\n",
+            Status::UnsupportedMediaType => "HTTP/1.1 415 Unsupported Media Type\r\n",
+            Status::RangeNotSatisfiable => "HTTP/1.1 416 Range Not Satisfiable\r\n",
+            Status::HeadersTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            Status::NotImplemented => "HTTP/1.1 501 Not Implemented\r\n",
+            Status::ServiceUnavailable => "HTTP/1.1 503 Service Unavailable\r\n",
+            Status::VersionNotSupported => "HTTP/1.1 505 HTTP Version Not Supported\r\n",
+        }
+    }
+
+    /// Short plain-text body for error responses.
+    pub const fn text(self) -> &'static str {
+        match self {
+            Status::BadRequest => "400 Bad Request\n",
+            Status::NotFound => "404 Not Found\n",
+            Status::MethodNotAllowed => "405 Method Not Allowed\n",
+            Status::RequestTimeout => "408 Request Timeout: the request took too long\n",
+            Status::LengthRequired => "411 Length Required: send Content-Length\n",
+            Status::PayloadTooLarge => "413 Content Too Large\n",
+            Status::UriTooLong => "414 URI Too Long\n",
+            Status::UnsupportedMediaType => "415 Unsupported Media Type\n",
+            Status::RangeNotSatisfiable => "416 Range Not Satisfiable\n",
+            Status::HeadersTooLarge => "431 Request Header Fields Too Large\n",
+            Status::NotImplemented => "501 Not Implemented\n",
+            Status::ServiceUnavailable => "503 Service Unavailable\n",
+            Status::VersionNotSupported => "505 HTTP Version Not Supported\n",
+            _ => "",
+        }
+    }
+
+    /// True for 4xx and 5xx.
+    pub const fn is_error(self) -> bool {
+        self.code() >= 400
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.line()[9..].trim_end())
+    }
+}
+
+/// HTTP version of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// A simple request (`GET /path`): raw body back, no head.
+    V09,
+    V10,
+    V11,
+}
+
+/// Request methods the server tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    /// A method registered in RFC 9110 that the resource may not allow (405).
+    Other,
+    /// Not a method this server knows (501).
+    Unknown,
+}
+
+impl Method {
+    fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" | "DELETE" | "OPTIONS" | "PATCH" | "TRACE" | "CONNECT" => Method::Other,
+            _ => Method::Unknown,
+        }
+    }
+}
+
+/// A parsed request head; strings borrow the slot's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'b> {
+    pub method: Method,
+    /// The method as sent (for the log).
+    pub method_str: &'b str,
+    /// The request target as sent.
+    pub target: &'b str,
+    pub version: Version,
+    /// Bytes of the head, blank line included; the body (if any) starts here.
+    pub head_len: usize,
+    /// Whether the connection stays open after the response.
+    pub keep_alive: bool,
+    /// `Content-Length`, if sent.
+    pub content_length: Option<u64>,
+    /// A `Transfer-Encoding` header was sent.
+    pub transfer_encoding: bool,
+    /// `Content-Type` value.
+    pub content_type: Option<&'b [u8]>,
+    /// The client accepts a gzip body.
+    pub accept_gzip: bool,
+    /// `If-None-Match` value.
+    pub if_none_match: Option<&'b [u8]>,
+    /// `Range` value.
+    pub range: Option<&'b [u8]>,
+    /// `If-Range` value.
+    pub if_range: Option<&'b [u8]>,
+}
+
+/// Outcome of parsing the start of a buffer.
+#[derive(Debug, Clone, Copy)]
+pub enum Parse<'b> {
+    /// The head is not complete yet.
+    Partial,
+    /// A complete head.
+    Done(Request<'b>),
+    /// The bytes are not a request this server accepts; answer with this status and close.
+    Reject(Status),
+}
+
+/// Parses the request head at the start of `buf`. `full` says the buffer can take no more
+/// bytes, which turns a partial head into 414 (request line) or 431 (headers).
+pub fn parse<const H: usize>(buf: &[u8], full: bool) -> Parse<'_> {
+    let mut headers = [httparse::EMPTY_HEADER; H];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => {
+            let (Some(method_str), Some(target), Some(minor)) = (req.method, req.path, req.version)
+            else {
+                return Parse::Reject(Status::BadRequest);
+            };
+            let version = if minor == 0 { Version::V10 } else { Version::V11 };
+            match headers_of(req.headers, version) {
+                Ok(h) => Parse::Done(Request {
+                    method: Method::from_token(method_str),
+                    method_str,
+                    target,
+                    version,
+                    head_len,
+                    ..h
+                }),
+                Err(status) => Parse::Reject(status),
+            }
+        }
+        Ok(httparse::Status::Partial) => {
+            let line_done = buf.contains(&b'\n');
+            if !line_done {
+                // A simple request line that httparse is still waiting on is never partial
+                // once its line ends, so only the length can end this wait.
+                if full {
+                    return Parse::Reject(Status::UriTooLong);
+                }
+            } else if full {
+                return Parse::Reject(Status::HeadersTooLarge);
+            }
+            Parse::Partial
+        }
+        Err(httparse::Error::TooManyHeaders) => Parse::Reject(Status::HeadersTooLarge),
+        Err(_) => request_line_without_version(buf),
+    }
+}
+
+/// httparse rejected the head: an HTTP/0.9 simple request (no version), another version
+/// (505), or garbage (400).
+fn request_line_without_version(buf: &[u8]) -> Parse<'_> {
+    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        // httparse rejects a bad version token before the line ends only when it already
+        // saw bytes that cannot start `HTTP/1.`; wait for the whole line to judge it.
+        return if buf.len() >= crate::config::REQUEST_BUF {
+            Parse::Reject(Status::UriTooLong)
+        } else {
+            Parse::Partial
+        };
+    };
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Ok(line) = core::str::from_utf8(line) else {
+        return Parse::Reject(Status::BadRequest);
+    };
+    let mut parts = line.split(' ');
+    let (method, target, version, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
+    match (method, target, version, rest) {
+        (Some("GET"), Some(target), None, None) if target.starts_with('/') => {
+            Parse::Done(Request {
+                method: Method::Get,
+                method_str: "GET",
+                target,
+                version: Version::V09,
+                head_len: end + 1,
+                ..Request::EMPTY
+            })
+        }
+        (Some(_), Some(_), Some(v), None) if is_http_version(v) && !matches!(v, "HTTP/1.0" | "HTTP/1.1") => {
+            Parse::Reject(Status::VersionNotSupported)
+        }
+        _ => Parse::Reject(Status::BadRequest),
+    }
+}
+
+/// `HTTP/d.d` (or `HTTP/d`), any digits.
+fn is_http_version(v: &str) -> bool {
+    let Some(num) = v.strip_prefix("HTTP/") else {
+        return false;
+    };
+    let mut parts = num.split('.');
+    let major = parts.next().unwrap_or("");
+    let minor = parts.next();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(major) && minor.is_none_or(digits) && parts.next().is_none()
+}
+
+impl Request<'_> {
+    const EMPTY: Request<'static> = Request {
+        method: Method::Get,
+        method_str: "",
+        target: "",
+        version: Version::V11,
+        head_len: 0,
+        keep_alive: false,
+        content_length: None,
+        transfer_encoding: false,
+        content_type: None,
+        accept_gzip: false,
+        if_none_match: None,
+        range: None,
+        if_range: None,
+    };
+}
+
+/// Reads the headers the server acts on, rejecting what RFC 9112 says to reject.
+fn headers_of<'b>(headers: &[httparse::Header<'b>], version: Version) -> Result<Request<'b>, Status> {
+    let mut r = Request::EMPTY;
+    let mut hosts = 0;
+    let mut close = false;
+    let mut keep = false;
+    for h in headers {
+        let name = h.name;
+        let value = h.value;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(value).ok_or(Status::BadRequest)?;
+            if r.content_length.is_some_and(|old| old != n) {
+                return Err(Status::BadRequest);
+            }
+            r.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            r.transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in tokens(value) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("content-type") {
+            r.content_type = Some(value);
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            r.accept_gzip |= accepts_gzip(value);
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            r.if_none_match = Some(value);
+        } else if name.eq_ignore_ascii_case("range") {
+            r.range = Some(value);
+        } else if name.eq_ignore_ascii_case("if-range") {
+            r.if_range = Some(value);
+        }
+    }
+    if hosts > 1 || (version == Version::V11 && hosts == 0) {
+        return Err(Status::BadRequest);
+    }
+    if r.transfer_encoding && r.content_length.is_some() {
+        return Err(Status::BadRequest);
+    }
+    r.keep_alive = match version {
+        Version::V11 => !close,
+        Version::V10 => keep && !close,
+        Version::V09 => false,
+    };
+    Ok(r)
+}
+
+/// `Content-Length`: digits only (a list of equal values is accepted as RFC 9110 allows).
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let mut result = None;
+    for part in value.split(|&b| b == b',') {
+        let part = trim(part);
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in part {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        if result.is_some_and(|old| old != n) {
+            return None;
+        }
+        result = Some(n);
+    }
+    result
+}
+
+/// Comma-separated tokens of a header value, trimmed, empty ones skipped.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
+}
+
+/// Strips optional white space (SP, HTAB) from both ends.
+pub fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// `Accept-Encoding` lists gzip (or `*`) with a non-zero quality.
+fn accepts_gzip(value: &[u8]) -> bool {
+    tokens(value).any(|t| {
+        let mut params = t.split(|&b| b == b';');
+        let coding = trim(params.next().unwrap_or(b""));
+        let named = coding.eq_ignore_ascii_case(b"gzip")
+            || coding.eq_ignore_ascii_case(b"x-gzip")
+            || coding == b"*";
+        let zero = params.any(|p| {
+            let p = trim(p);
+            p.len() >= 2
+                && p[..2].eq_ignore_ascii_case(b"q=")
+                && p[2..].iter().all(|&b| b == b'0' || b == b'.')
+        });
+        named && !zero
+    })
+}
+
+/// Splits a request target into path and query; accepts the absolute form
+/// (`http://host/path`) by dropping scheme and authority.
+pub fn split_target(target: &str) -> Result<(&str, Option<&str>), Status> {
+    let mut t = target;
+    for scheme in ["http://", "https://"] {
+        if t.len() > scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            let rest = &t[scheme.len()..];
+            t = rest.find('/').map_or("/", |i| &rest[i..]);
+        }
+    }
+    if !t.starts_with('/') {
+        return Err(Status::BadRequest);
+    }
+    let t = t.split('#').next().unwrap_or(t);
+    Ok(match t.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (t, None),
+    })
+}
+
+/// Why a path could not be normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Bad escape, NUL, backslash, control byte or invalid UTF-8: 400.
+    Invalid,
+    /// Longer than any path in the image: cannot exist (404).
+    TooLong,
+}
+
+/// Percent-decodes `path` into `out` and removes dot segments and empty segments (RFC 3986
+/// 5.2.4, clamped at the root), keeping a trailing slash. The result always starts with `/`
+/// and never contains `..`, NUL or `\`.
+pub fn normalize<const N: usize>(
+    path: &str,
+    out: &mut heapless::Vec<u8, N>,
+) -> Result<(), PathError> {
+    out.clear();
+    let bytes = path.as_bytes();
+    let mut segment = heapless::Vec::<u8, N>::new();
+    let mut i = 0;
+    let push_segment = |seg: &[u8], out: &mut heapless::Vec<u8, N>| -> Result<(), PathError> {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                while let Some(b) = out.pop() {
+                    if b == b'/' {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                out.push(b'/').map_err(|_| PathError::TooLong)?;
+                out.extend_from_slice(seg).map_err(|_| PathError::TooLong)?;
+            }
+        }
+        Ok(())
+    };
+    let mut last_was_slash = false;
+    while i < bytes.len() {
+        let b = match bytes[i] {
+            b'%' => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                let (Some(&h), Some(&l)) = (bytes.get(i + 1), bytes.get(i + 2)) else {
+                    return Err(PathError::Invalid);
+                };
+                let (Some(h), Some(l)) = (hex(h), hex(l)) else {
+                    return Err(PathError::Invalid);
+                };
+                i += 2;
+                (h * 16 + l) as u8
+            }
+            b => b,
+        };
+        i += 1;
+        if b == 0 || b == b'\\' || b < 0x20 || b == 0x7f {
+            return Err(PathError::Invalid);
+        }
+        if b == b'/' {
+            push_segment(&segment, out)?;
+            segment.clear();
+            last_was_slash = true;
+        } else {
+            segment.push(b).map_err(|_| PathError::TooLong)?;
+            last_was_slash = false;
+        }
+    }
+    let dir = last_was_slash || matches!(&segment[..], b"." | b"..");
+    push_segment(&segment, out)?;
+    if out.is_empty() || dir {
+        out.push(b'/').map_err(|_| PathError::TooLong)?;
+    }
+    if core::str::from_utf8(out).is_err() {
+        return Err(PathError::Invalid);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<std::string::String, PathError> {
+        let mut out = heapless::Vec::<u8, 64>::new();
+        normalize(p, &mut out).map(|()| std::string::String::from_utf8(out.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn normalises_paths() {
+        assert_eq!(norm("/").unwrap(), "/");
+        assert_eq!(norm("/a/b").unwrap(), "/a/b");
+        assert_eq!(norm("/a/b/").unwrap(), "/a/b/");
+        assert_eq!(norm("/a/../b").unwrap(), "/b");
+        assert_eq!(norm("/../../etc/passwd").unwrap(), "/etc/passwd");
+        assert_eq!(norm("/a/%2e%2e/%2E%2e/x").unwrap(), "/x");
+        assert_eq!(norm("//a///b").unwrap(), "/a/b");
+        assert_eq!(norm("/a/.").unwrap(), "/a/");
+        assert_eq!(norm("/a/..").unwrap(), "/");
+        assert_eq!(norm("/img/my%20car.jpeg").unwrap(), "/img/my car.jpeg");
+        assert_eq!(norm("/a%00b"), Err(PathError::Invalid));
+        assert_eq!(norm("/a\\b"), Err(PathError::Invalid));
+        assert_eq!(norm("/a%5cb"), Err(PathError::Invalid));
+        assert_eq!(norm("/a%zz"), Err(PathError::Invalid));
+        assert_eq!(norm("/a%2"), Err(PathError::Invalid));
+        assert_eq!(norm("/%c0%af"), Err(PathError::Invalid));
+        assert_eq!(norm(&"/x".repeat(40)), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn versions() {
+        assert!(is_http_version("HTTP/2.0"));
+        assert!(is_http_version("HTTP/3"));
+        assert!(!is_http_version("HTTP/x.1"));
+        assert!(!is_http_version("HTTQ/1.1"));
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(b"gzip, deflate, br"));
+        assert!(accepts_gzip(b"br;q=1.0, gzip;q=0.8"));
+        assert!(!accepts_gzip(b"gzip;q=0"));
+        assert!(!accepts_gzip(b"identity"));
+        assert!(accepts_gzip(b"*"));
+    }
+
+    #[test]
+    fn content_length() {
+        assert_eq!(parse_content_length(b"42"), Some(42));
+        assert_eq!(parse_content_length(b"42, 42"), Some(42));
+        assert_eq!(parse_content_length(b"42, 43"), None);
+        assert_eq!(parse_content_length(b"-1"), None);
+        assert_eq!(parse_content_length(b"+1"), None);
+        assert_eq!(parse_content_length(b"99999999999999999999999"), None);
+    }
+}

@@ -1,0 +1,493 @@
+//! Whole-server test harness: the server on one smoltcp interface, clients on a second one,
+//! joined by an in-memory Ethernet wire (optionally through smoltcp's FaultInjector), on a
+//! simulated clock that jumps to the next frame or the next `poll_at`. Every loop is bounded by
+//! a simulated deadline. Responses are parsed with httparse, not with the server's own code.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use smolhttpd::{Config, Server};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::{self, Device, DeviceCapabilities, FaultInjector, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+
+pub const SERVER_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 1);
+pub const CLIENT_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 100);
+const MTU: usize = 1500;
+/// Frames a wire keeps ready, so the server's path through it allocates nothing.
+const POOL: usize = 2048;
+
+struct Queues {
+    /// frames[0]: towards the server; frames[1]: towards the client.
+    frames: [VecDeque<Vec<u8>>; 2],
+    pool: Vec<Vec<u8>>,
+}
+
+/// One end of the wire.
+pub struct End {
+    q: Rc<RefCell<Queues>>,
+    /// Which queue this end reads (0: server, 1: client).
+    side: usize,
+}
+
+pub struct EndRx {
+    q: Rc<RefCell<Queues>>,
+    frame: Vec<u8>,
+}
+
+pub struct EndTx {
+    q: Rc<RefCell<Queues>>,
+    to: usize,
+}
+
+impl phy::RxToken for EndRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        let r = f(&self.frame);
+        let mut frame = self.frame;
+        frame.clear();
+        self.q.borrow_mut().pool.push(frame);
+        r
+    }
+}
+
+impl phy::TxToken for EndTx {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = self.q.borrow_mut().pool.pop().unwrap_or_default();
+        frame.resize(len, 0);
+        let r = f(&mut frame);
+        self.q.borrow_mut().frames[self.to].push_back(frame);
+        r
+    }
+}
+
+impl Device for End {
+    type RxToken<'a> = EndRx;
+    type TxToken<'a> = EndTx;
+
+    fn receive(&mut self, _: Instant) -> Option<(EndRx, EndTx)> {
+        let frame = self.q.borrow_mut().frames[self.side].pop_front()?;
+        Some((
+            EndRx {
+                q: self.q.clone(),
+                frame,
+            },
+            EndTx {
+                q: self.q.clone(),
+                to: 1 - self.side,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<EndTx> {
+        Some(EndTx {
+            q: self.q.clone(),
+            to: 1 - self.side,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = MTU + 14;
+        caps
+    }
+}
+
+/// What a test client connection does.
+pub struct Conn {
+    handle: SocketHandle,
+    /// Bytes to send.
+    request: Vec<u8>,
+    sent: usize,
+    /// With a gap, one byte is sent each `gap`.
+    gap: Option<Duration>,
+    next_send: Instant,
+    /// Close our side after this many complete responses (None: wait for the server to close).
+    close_after: Option<usize>,
+    /// All bytes received.
+    pub received: Vec<u8>,
+    /// The server closed (FIN) or reset.
+    pub ended: bool,
+    /// The connection was reset or refused.
+    pub reset: bool,
+    /// When the last byte arrived.
+    pub last_rx: Option<Instant>,
+    /// When the connection ended.
+    pub ended_at: Option<Instant>,
+    connected: bool,
+}
+
+/// Options for one client connection.
+#[derive(Clone, Default)]
+pub struct Opts {
+    pub gap: Option<Duration>,
+    pub close_after: Option<usize>,
+}
+
+/// The simulated network: a server with `N` slots and a client interface.
+pub struct Sim<const N: usize = { smolhttpd::SLOTS }> {
+    pub now: Instant,
+    pub server: Server<'static, N>,
+    server_dev: FaultInjector<End>,
+    client: Interface,
+    client_dev: FaultInjector<End>,
+    client_sockets: SocketSet<'static>,
+    next_port: u16,
+    pub conns: Vec<Conn>,
+    /// Called with true before and false after each server poll (allocation counting).
+    pub around_server: Option<fn(bool)>,
+    q: Rc<RefCell<Queues>>,
+}
+
+fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
+    Box::leak(vec![v; n].into_boxed_slice())
+}
+
+impl<const N: usize> Sim<N> {
+    pub fn new() -> Self {
+        Self::with_faults(0, 0, 0, Config::new())
+    }
+
+    /// A network whose both ends drop and corrupt frames with these percentages.
+    pub fn with_faults(seed: u32, drop_pct: u8, corrupt_pct: u8, config: Config) -> Self {
+        let q = Rc::new(RefCell::new(Queues {
+            frames: [VecDeque::with_capacity(POOL), VecDeque::with_capacity(POOL)],
+            pool: (0..POOL).map(|_| Vec::with_capacity(MTU + 14)).collect(),
+        }));
+        let mut server_dev = FaultInjector::new(End { q: q.clone(), side: 0 }, seed);
+        let mut client_dev = FaultInjector::new(End { q: q.clone(), side: 1 }, seed ^ 0x5eed);
+        for dev in [&mut server_dev, &mut client_dev] {
+            dev.set_drop_chance(drop_pct);
+            dev.set_corrupt_chance(corrupt_pct);
+        }
+        let now = Instant::from_millis(0);
+        let iface = |dev: &mut FaultInjector<End>, mac: u8, ip: Ipv4Address| {
+            let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress([
+                2, 0, 0, 0, 0, mac,
+            ])));
+            cfg.random_seed = u64::from(seed) + u64::from(mac);
+            let mut iface = Interface::new(cfg, dev, now);
+            iface.update_ip_addrs(|a| {
+                a.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).unwrap();
+            });
+            iface
+        };
+        let server_iface = iface(&mut server_dev, 1, SERVER_IP);
+        let client = iface(&mut client_dev, 2, CLIENT_IP);
+        let server = Server::<N>::new(
+            server_iface,
+            Box::leak((0..N).map(|_| SocketStorage::EMPTY).collect::<Vec<_>>().into_boxed_slice()),
+            leak(0u8, N * smolhttpd::config::RX_BUFFER),
+            leak(0u8, N * smolhttpd::config::TX_BUFFER),
+            config,
+        )
+        .expect("server setup");
+        Sim {
+            now,
+            server,
+            server_dev,
+            client,
+            client_dev,
+            client_sockets: SocketSet::new(Vec::new()),
+            next_port: 49152,
+            conns: Vec::new(),
+            around_server: None,
+            q,
+        }
+    }
+
+    /// Opens a client connection that will send `request`; returns its index.
+    pub fn open(&mut self, request: &[u8], opts: Opts) -> usize {
+        let socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 65536]),
+            tcp::SocketBuffer::new(vec![0; 65536]),
+        );
+        let handle = self.client_sockets.add(socket);
+        let port = self.next_port;
+        self.next_port = self.next_port.wrapping_add(1).max(49152);
+        let socket = self.client_sockets.get_mut::<tcp::Socket>(handle);
+        socket
+            .connect(self.client.context(), (IpAddress::Ipv4(SERVER_IP), 80), port)
+            .unwrap();
+        self.conns.push(Conn {
+            handle,
+            request: request.to_vec(),
+            sent: 0,
+            gap: opts.gap,
+            next_send: self.now,
+            close_after: opts.close_after,
+            received: Vec::new(),
+            ended: false,
+            reset: false,
+            last_rx: None,
+            ended_at: None,
+            connected: false,
+        });
+        self.conns.len() - 1
+    }
+
+    fn pending_frames(&self) -> bool {
+        let q = self.q.borrow();
+        !q.frames[0].is_empty() || !q.frames[1].is_empty()
+    }
+
+    /// One round: poll server, poll client, run client connections.
+    fn step(&mut self) {
+        if let Some(f) = self.around_server {
+            f(true);
+        }
+        self.server.poll(self.now, &mut self.server_dev);
+        if let Some(f) = self.around_server {
+            f(false);
+        }
+        self.client.poll(self.now, &mut self.client_dev, &mut self.client_sockets);
+        let now = self.now;
+        for c in &mut self.conns {
+            if c.ended {
+                continue;
+            }
+            let s = self.client_sockets.get_mut::<tcp::Socket>(c.handle);
+            if s.may_send() {
+                c.connected = true;
+            }
+            if s.can_send() && c.sent < c.request.len() && now >= c.next_send {
+                let end = match c.gap {
+                    Some(_) => c.sent + 1,
+                    None => c.request.len(),
+                };
+                c.sent += s.send_slice(&c.request[c.sent..end]).unwrap_or(0);
+                if let Some(g) = c.gap {
+                    c.next_send = now + g;
+                }
+            }
+            while s.can_recv() {
+                let n = s
+                    .recv(|d| {
+                        c.received.extend_from_slice(d);
+                        (d.len(), d.len())
+                    })
+                    .unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                c.last_rx = Some(now);
+            }
+            if let Some(n) = c.close_after {
+                if count_responses(&c.received) >= n && s.is_open() {
+                    s.close();
+                }
+            }
+            let state = s.state();
+            if state == tcp::State::Closed {
+                // Refused (RST to our SYN) if it never connected; else reset or fully closed.
+                c.reset = !c.connected;
+                c.ended = true;
+                c.ended_at = Some(now);
+            } else if c.connected && !s.may_recv() && !s.can_recv() {
+                // The server sent FIN and we have read everything: close our side too.
+                s.close();
+                c.ended = true;
+                c.ended_at = Some(now);
+            }
+        }
+        self.client.poll(self.now, &mut self.client_dev, &mut self.client_sockets);
+    }
+
+    /// When the next thing happens: a pending frame (now), a poll_at, or a trickle send.
+    fn next_time(&mut self) -> Option<Instant> {
+        if self.pending_frames() {
+            return Some(self.now);
+        }
+        let mut at = self.server.poll_at(self.now);
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                at = Some(at.map_or(t, |a: Instant| a.min(t)));
+            }
+        };
+        consider(self.client.poll_at(self.now, &self.client_sockets));
+        for c in &self.conns {
+            if !c.ended && c.sent < c.request.len() && c.gap.is_some() {
+                consider(Some(c.next_send));
+            }
+        }
+        at
+    }
+
+    /// Runs until every connection ended or `limit` of simulated time passed.
+    /// Returns true when all ended.
+    pub fn run(&mut self, limit: Duration) -> bool {
+        let deadline = self.now + limit;
+        let mut rounds = 0u64;
+        loop {
+            self.step();
+            rounds += 1;
+            assert!(rounds < 5_000_000, "simulation did not settle");
+            if self.conns.iter().all(|c| c.ended) {
+                // Let the last FIN/ACKs go out.
+                self.settle();
+                return true;
+            }
+            match self.next_time() {
+                Some(t) if t <= deadline => self.now = self.now.max(t),
+                _ => {
+                    self.now = deadline;
+                    self.step();
+                    return self.conns.iter().all(|c| c.ended);
+                }
+            }
+        }
+    }
+
+    /// Runs for exactly `d` of simulated time.
+    pub fn advance(&mut self, d: Duration) {
+        let deadline = self.now + d;
+        loop {
+            self.step();
+            match self.next_time() {
+                Some(t) if t <= deadline => self.now = self.now.max(t),
+                _ => break,
+            }
+        }
+        self.now = deadline;
+        self.step();
+    }
+
+    /// Polls without advancing time until no frame is in flight.
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            self.step();
+            if !self.pending_frames() {
+                break;
+            }
+        }
+    }
+
+    /// One request on its own connection; returns the raw bytes received.
+    pub fn exchange(&mut self, request: &[u8]) -> Vec<u8> {
+        self.conns.clear();
+        let i = self.open(request, Opts::default());
+        assert!(self.run(Duration::from_secs(60)), "exchange did not finish");
+        self.conns[i].received.clone()
+    }
+
+    /// `GET path` with `Connection: close`, parsed.
+    pub fn get(&mut self, path: &str) -> Response {
+        let raw = self.exchange(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        Response::parse(&raw).unwrap_or_else(|| panic!("unparsable response to {path}: {raw:?}"))
+    }
+
+    /// Slots in Listen state.
+    pub fn free_slots(&self) -> usize {
+        self.server
+            .slot_states()
+            .iter()
+            .filter(|s| **s == smolhttpd::server::State::Listen)
+            .count()
+    }
+}
+
+/// A response parsed with httparse.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Bytes of this response on the wire.
+    pub len: usize,
+}
+
+impl Response {
+    /// Parses one response at the start of `raw`, its body by Content-Length (or to the end).
+    pub fn parse(raw: &[u8]) -> Option<Response> {
+        Self::parse_with(raw, false)
+    }
+
+    pub fn parse_with(raw: &[u8], head_only: bool) -> Option<Response> {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        let head_len = match resp.parse(raw).ok()? {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => return None,
+        };
+        let headers: Vec<(String, String)> = resp
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let status = resp.code?;
+        let cl = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.parse::<usize>().unwrap());
+        let body_len = if head_only || status == 304 {
+            0
+        } else {
+            cl.unwrap_or(raw.len() - head_len)
+        };
+        if raw.len() < head_len + body_len {
+            return None;
+        }
+        Some(Response {
+            status,
+            headers,
+            body: raw[head_len..head_len + body_len].to_vec(),
+            len: head_len + body_len,
+        })
+    }
+
+    /// Parses every response in `raw`, in order.
+    pub fn parse_all(mut raw: &[u8]) -> Vec<Response> {
+        let mut out = Vec::new();
+        while let Some(r) = Response::parse(raw) {
+            raw = &raw[r.len..];
+            out.push(r);
+            if raw.is_empty() {
+                break;
+            }
+        }
+        out
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Complete responses at the start of `raw`.
+fn count_responses(raw: &[u8]) -> usize {
+    Response::parse_all(raw).len()
+}
+
+/// The files of the image, read from the source folder (independent of the server's table).
+pub fn image_files() -> Vec<(String, Vec<u8>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fs_image");
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let url = format!("/{}", p.strip_prefix(&root).unwrap().to_str().unwrap());
+                out.push((url, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
