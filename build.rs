@@ -55,9 +55,8 @@ fn main() {
         max_path = max_path.max(url.len());
         let content_type = content_type(url);
         let etag = format!("\"{:08x}-{:x}\"", crc32fast::hash(&body), body.len());
-        let headers = format!(
-            "Content-Type: {content_type}\r\nETag: {etag}\r\nAccept-Ranges: bytes\r\n"
-        );
+        let headers =
+            format!("Content-Type: {content_type}\r\nETag: {etag}\r\nAccept-Ranges: bytes\r\n");
         let gzip = if COMPRESSIBLE.iter().any(|p| content_type.starts_with(p)) {
             let gz = gzip(&body);
             if gz.len() < body.len() {
@@ -91,7 +90,11 @@ fn main() {
     writeln!(table, "];").unwrap();
     writeln!(table, "/// Length of the longest URL path in the image.").unwrap();
     writeln!(table, "pub const MAX_PATH_LEN: usize = {max_path};").unwrap();
-    writeln!(table, "/// Bytes of file bodies (and gzip copies) in the image.").unwrap();
+    writeln!(
+        table,
+        "/// Bytes of file bodies (and gzip copies) in the image."
+    )
+    .unwrap();
     writeln!(table, "pub const IMAGE_BYTES: usize = {total};").unwrap();
 
     let mut out = fs::File::create(out_dir.join("fs_image.rs")).unwrap();
@@ -135,7 +138,8 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
 }
 
 /// Types mime_guess does not know.
-const EXTRA_TYPES: &[(&str, &str)] = &[(".msi", "application/x-msi"), (".wasm", "application/wasm")];
+const EXTRA_TYPES: &[(&str, &str)] =
+    &[(".msi", "application/x-msi"), (".wasm", "application/wasm")];
 
 fn content_type(url: &str) -> String {
     if let Some((_, t)) = EXTRA_TYPES.iter().find(|(ext, _)| url.ends_with(ext)) {

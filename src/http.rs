@@ -195,7 +195,11 @@ pub fn parse<const H: usize>(buf: &[u8], full: bool) -> Parse<'_> {
             else {
                 return Parse::Reject(Status::BadRequest);
             };
-            let version = if minor == 0 { Version::V10 } else { Version::V11 };
+            let version = if minor == 0 {
+                Version::V10
+            } else {
+                Version::V11
+            };
             match headers_of(req.headers, version) {
                 Ok(h) => Parse::Done(Request {
                     method: Method::from_token(method_str),
@@ -256,7 +260,9 @@ fn request_line_without_version(buf: &[u8]) -> Parse<'_> {
                 ..Request::EMPTY
             })
         }
-        (Some(_), Some(_), Some(v), None) if is_http_version(v) && !matches!(v, "HTTP/1.0" | "HTTP/1.1") => {
+        (Some(_), Some(_), Some(v), None)
+            if is_http_version(v) && !matches!(v, "HTTP/1.0" | "HTTP/1.1") =>
+        {
             Parse::Reject(Status::VersionNotSupported)
         }
         _ => Parse::Reject(Status::BadRequest),
@@ -294,7 +300,10 @@ impl Request<'_> {
 }
 
 /// Reads the headers the server acts on, rejecting what RFC 9112 says to reject.
-fn headers_of<'b>(headers: &[httparse::Header<'b>], version: Version) -> Result<Request<'b>, Status> {
+fn headers_of<'b>(
+    headers: &[httparse::Header<'b>],
+    version: Version,
+) -> Result<Request<'b>, Status> {
     let mut r = Request::EMPTY;
     let mut hosts = 0;
     let mut close = false;
@@ -365,7 +374,10 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
 
 /// Comma-separated tokens of a header value, trimmed, empty ones skipped.
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// Strips optional white space (SP, HTAB) from both ends.

@@ -57,7 +57,8 @@ pub fn find(path: &str) -> Option<&'static File> {
 fn cmp_joined(path: &str, dir: &str, name: &str) -> core::cmp::Ordering {
     let (p, d) = (path.as_bytes(), dir.as_bytes());
     let head = &p[..p.len().min(d.len())];
-    head.cmp(d).then_with(|| p[head.len()..].cmp(name.as_bytes()))
+    head.cmp(d)
+        .then_with(|| p[head.len()..].cmp(name.as_bytes()))
 }
 
 /// Finds `dir` + `name`.
@@ -95,7 +96,9 @@ mod tests {
     fn lookups() {
         assert!(matches!(lookup("/"), Some(Entry::File(f)) if f.path == "/index.html"));
         assert!(matches!(lookup("/img"), Some(Entry::Directory)));
-        assert!(matches!(lookup("/img/car.jpeg"), Some(Entry::File(f)) if f.path == "/img/car.jpeg"));
+        assert!(
+            matches!(lookup("/img/car.jpeg"), Some(Entry::File(f)) if f.path == "/img/car.jpeg")
+        );
         assert!(lookup("/img/").is_none());
         assert!(lookup("/im").is_none());
         assert!(lookup("/nope").is_none());

@@ -1,1 +1,232 @@
-fn main(){}
+//! `smolhttpd`: the std shell. Opens the TAP device, builds the smoltcp interface and the
+//! server, and runs the poll/wait loop until Ctrl-C or SIGTERM.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketStorage};
+use smoltcp::phy::{self, Device, FaultInjector, PcapMode, PcapWriter};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+
+use smolhttpd::config::{self, SLOTS};
+use smolhttpd::tap::TapDevice;
+use smolhttpd::{image, Config, Server};
+
+/// An embedded HTTP server on the smoltcp TCP/IP stack, over a Linux TAP device.
+///
+/// Create the tap first with `sudo scripts/tap-up.sh`, then open http://192.168.69.1/.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TAP interface to serve on (create it with `sudo scripts/tap-up.sh NAME`).
+    #[arg(long, default_value = "tap0")]
+    tap: String,
+    /// The server's own address and prefix (the smoltcp side of the tap).
+    #[arg(long, default_value = "192.168.69.1/24", value_parser = parse_cidr)]
+    ip: IpCidr,
+    /// Default gateway (the host side of the tap).
+    #[arg(long, default_value = "192.168.69.100")]
+    gateway: Ipv4Address,
+    /// The server's Ethernet address.
+    #[arg(long, default_value = "02:00:00:00:00:01", value_parser = parse_mac)]
+    mac: EthernetAddress,
+    /// HTTP port.
+    #[arg(long, default_value_t = config::HTTP_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+    /// IP MTU; default: the tap's own MTU.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65521))]
+    mtu: Option<u32>,
+    /// Receive buffer of each slot's socket, bytes.
+    #[arg(long, default_value_t = config::RX_BUFFER, value_parser = buffer_size)]
+    rx_buffer: usize,
+    /// Transmit buffer of each slot's socket, bytes (raise it for jumbo frames).
+    #[arg(long, default_value_t = config::TX_BUFFER, value_parser = buffer_size)]
+    tx_buffer: usize,
+    /// Write every frame to this pcap file (open it in Wireshark).
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Drop this percentage of frames in each direction (chaos testing; caps frames at 1536 bytes).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    drop_chance: u8,
+    /// Corrupt this percentage of frames in each direction (chaos testing).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    corrupt_chance: u8,
+}
+
+fn parse_cidr(s: &str) -> Result<IpCidr, String> {
+    match s.parse::<IpCidr>() {
+        Ok(c @ IpCidr::Ipv4(_)) if c.prefix_len() > 0 && c.prefix_len() < 32 => Ok(c),
+        _ => Err("expected an IPv4 address with prefix, like 192.168.69.1/24".into()),
+    }
+}
+
+fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
+    match s.parse::<EthernetAddress>() {
+        Ok(m) if m.is_unicast() => Ok(m),
+        _ => Err("expected a unicast MAC address, like 02:00:00:00:00:01".into()),
+    }
+}
+
+fn buffer_size(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if (1024..=(1 << 30)).contains(&n) {
+        Ok(n)
+    } else {
+        Err("must be between 1024 and 1073741824".into())
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("smolhttpd: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the tap with a message that says what to do when it cannot.
+fn open_tap(name: &str, mtu: Option<u32>) -> Result<TapDevice, String> {
+    let sys = PathBuf::from("/sys/class/net").join(name);
+    if !sys.exists() {
+        return Err(format!(
+            "there is no TAP interface '{name}'; create it with: sudo scripts/tap-up.sh {name}"
+        ));
+    }
+    let mtu = match mtu {
+        Some(m) => m as usize,
+        None => std::fs::read_to_string(sys.join("mtu"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1500),
+    };
+    TapDevice::open(name, mtu).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => format!(
+            "no permission to open TAP '{name}'; recreate it owned by you: sudo scripts/tap-up.sh {name}"
+        ),
+        _ if e.raw_os_error() == Some(16) => {
+            format!("TAP '{name}' is in use by another program (is smolhttpd already running?)")
+        }
+        _ if e.raw_os_error() == Some(22) => {
+            format!("'{name}' is not a TAP interface; create one with: sudo scripts/tap-up.sh {name}")
+        }
+        _ => format!("cannot open TAP '{name}': {e}"),
+    })
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let mut tap = open_tap(&args.tap, args.mtu)?;
+    let fd = tap.fd();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    }
+
+    let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(args.mac));
+    cfg.random_seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut iface = Interface::new(cfg, &mut tap, Instant::now());
+    iface.update_ip_addrs(|addrs| {
+        // Cannot fail: the list is empty and holds at least one address.
+        let _ = addrs.push(args.ip);
+    });
+    iface
+        .routes_mut()
+        .add_default_ipv4_route(args.gateway)
+        .map_err(|_| "cannot add the default route".to_string())?;
+
+    // Storage lent to the server; it lives as long as `run`.
+    let mut storage: Vec<SocketStorage> = (0..SLOTS).map(|_| SocketStorage::EMPTY).collect();
+    let mut rx = vec![0u8; SLOTS * args.rx_buffer];
+    let mut tx = vec![0u8; SLOTS * args.tx_buffer];
+    let config = Config::new().port(args.port);
+    let mut server: Server<SLOTS> =
+        Server::new(iface, &mut storage, &mut rx, &mut tx, config).map_err(|e| e.to_string())?;
+
+    let addr = args.ip.address();
+    let files = image::file_count();
+    println!(
+        "smolhttpd: serving http://{addr}:{}/ on {} (mtu {}), {files} files, {:.1} MB, {SLOTS} slots",
+        args.port,
+        args.tap,
+        tap.capabilities().max_transmission_unit - 14,
+        image::IMAGE_BYTES as f64 / 1e6,
+    );
+
+    let faults = args.drop_chance > 0 || args.corrupt_chance > 0;
+    match (args.pcap, faults) {
+        (None, false) => serve(&mut server, tap, fd, &stop),
+        (Some(path), false) => serve(&mut server, pcap(tap, &path)?, fd, &stop),
+        (None, true) => serve(
+            &mut server,
+            chaos(tap, args.drop_chance, args.corrupt_chance),
+            fd,
+            &stop,
+        ),
+        (Some(path), true) => serve(
+            &mut server,
+            chaos(pcap(tap, &path)?, args.drop_chance, args.corrupt_chance),
+            fd,
+            &stop,
+        ),
+    }
+}
+
+fn pcap<D: Device>(dev: D, path: &PathBuf) -> Result<PcapWriter<D, std::fs::File>, String> {
+    let file = std::fs::File::create(path)
+        .map_err(|e| format!("cannot create the pcap file {}: {e}", path.display()))?;
+    log::info!("writing frames to {}", path.display());
+    Ok(PcapWriter::new(dev, file, PcapMode::Both))
+}
+
+fn chaos<D: Device>(dev: D, drop: u8, corrupt: u8) -> FaultInjector<D> {
+    let seed = std::process::id();
+    let mut dev = FaultInjector::new(dev, seed);
+    dev.set_drop_chance(drop);
+    dev.set_corrupt_chance(corrupt);
+    log::warn!("fault injection on: drop {drop}%, corrupt {corrupt}% (seed {seed})");
+    dev
+}
+
+/// The poll/wait loop: poll, then sleep on the tap's fd until a frame or the next deadline.
+fn serve<D: Device>(
+    server: &mut Server<SLOTS>,
+    mut dev: D,
+    fd: i32,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    // The longest sleep, so a stop request is noticed promptly.
+    const MAX_WAIT: Duration = Duration::from_millis(250);
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        server.poll(now, &mut dev);
+        let delay = server
+            .poll_delay(Instant::now())
+            .map_or(MAX_WAIT, |d| d.min(MAX_WAIT));
+        if let Err(e) = phy::wait(fd, Some(delay)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(format!("waiting on the tap: {e}"));
+            }
+        }
+    }
+    let s = server.stats();
+    println!(
+        "smolhttpd: stopped after {} connections, {} requests, {} bytes",
+        s.connections, s.requests, s.bytes
+    );
+    Ok(())
+}

@@ -7,7 +7,9 @@
 
 use core::fmt::Write as _;
 
-use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::iface::{
+    Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage,
+};
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
@@ -69,8 +71,12 @@ pub enum State {
     /// Sending a response; `progress` is the last time bytes went into the socket.
     Send { progress: Instant, keep_alive: bool },
     /// Response queued: the send half is closed and input is drained until the peer closes.
-    /// `progress` is the last time the send queue shrank.
-    Close { progress: Instant, queued: usize },
+    /// `progress` is the last time the send queue shrank or the TCP state moved on.
+    Close {
+        progress: Instant,
+        queued: usize,
+        tcp: tcp::State,
+    },
 }
 
 /// The body a slot is sending.
@@ -129,8 +135,13 @@ impl<'a, const N: usize> Server<'a, N> {
         }
         let mut sockets = SocketSet::new(storage);
         let mut handles = heapless::Vec::<SocketHandle, N>::new();
-        for (rx, tx) in rx.chunks_exact_mut(rx_each).zip(tx.chunks_exact_mut(tx_each)).take(N) {
-            let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+        for (rx, tx) in rx
+            .chunks_exact_mut(rx_each)
+            .zip(tx.chunks_exact_mut(tx_each))
+            .take(N)
+        {
+            let mut socket =
+                tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
             socket.set_nagle_enabled(false);
             // Ignoring the error is right: port 0 is the only failure and Config rejects it below.
             let _ = socket.listen(config.port);
@@ -193,7 +204,9 @@ impl<'a, const N: usize> Server<'a, N> {
                 known: &known,
             };
             let mut gate = Gate::new(device, filter);
-            let result = self.iface.poll_ingress_single(now, &mut gate, &mut self.sockets);
+            let result = self
+                .iface
+                .poll_ingress_single(now, &mut gate, &mut self.sockets);
             if gate.held {
                 self.stats.held_off += 1;
                 self.crowded_until = Some(now + CROWDED_FOR);
@@ -207,7 +220,9 @@ impl<'a, const N: usize> Server<'a, N> {
             busy |= self.service(now);
         }
         busy |= self.service(now);
-        while self.iface.poll_egress(now, device, &mut self.sockets) == PollResult::SocketStateChanged {
+        while self.iface.poll_egress(now, device, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {
             busy = true;
         }
         busy
@@ -237,7 +252,8 @@ impl<'a, const N: usize> Server<'a, N> {
 
     /// How long the caller may wait for a frame before calling [`Server::poll`] again.
     pub fn poll_delay(&mut self, now: Instant) -> Option<Duration> {
-        self.poll_at(now).map(|t| if t > now { t - now } else { Duration::ZERO })
+        self.poll_at(now)
+            .map(|t| if t > now { t - now } else { Duration::ZERO })
     }
 }
 
@@ -257,8 +273,12 @@ impl Slot {
             } => Some(t + config.head_timeout),
             State::Head { idle_since, .. } => Some(idle_since + config.idle_timeout),
             State::Send { progress, .. } => Some(progress + config.send_timeout),
-            State::Close { progress, queued } if queued > 0 => Some(progress + config.send_timeout),
-            State::Close { progress, .. } => Some(progress + config.linger_timeout),
+            State::Close {
+                progress,
+                tcp: tcp::State::FinWait2,
+                ..
+            } => Some(progress + config.linger_timeout),
+            State::Close { progress, .. } => Some(progress + config.send_timeout),
         }
     }
 
@@ -360,7 +380,14 @@ impl Slot {
                             && !has_body
                             && (!reply.status.is_error() || reply.keeps_connection());
                         self.log_request(&req, &reply);
-                        self.start(reply, req.method == Method::Head, req.version, keep_alive, now, stats);
+                        self.start(
+                            reply,
+                            req.method == Method::Head,
+                            req.version,
+                            keep_alive,
+                            now,
+                            stats,
+                        );
                         // The head is answered: drop it, keep what was pipelined behind it.
                         let rest = self.buf.len() - head_len;
                         self.buf.copy_within(head_len.., 0);
@@ -405,25 +432,34 @@ impl Slot {
                 }
             }
             // Closing: drain input, free the slot once the peer has the FIN (or gave up).
-            State::Close { progress, queued } => {
+            State::Close {
+                progress,
+                queued,
+                tcp,
+            } => {
                 while socket.can_recv() {
                     if socket.recv(|d| (d.len(), ())).is_err() {
                         break;
                     }
                 }
-                let now_queued = socket.send_queue();
-                match socket.state() {
+                let (now_queued, now_tcp) = (socket.send_queue(), socket.state());
+                match now_tcp {
                     tcp::State::Closed | tcp::State::TimeWait | tcp::State::Listen => {
                         self.relisten(socket, config.port);
                     }
-                    _ if now_queued < queued => self.set_state(State::Close {
+                    _ if now_queued < queued || now_tcp != tcp => self.set_state(State::Close {
                         progress: now,
                         queued: now_queued,
+                        tcp: now_tcp,
                     }),
-                    _ if now_queued > 0 && now >= progress + config.send_timeout
-                        || now_queued == 0 && now >= progress + config.linger_timeout =>
-                    {
+                    // Our FIN is acknowledged and the peer does not close: give up after the
+                    // linger time. Anything still unacknowledged gets the send deadline.
+                    tcp::State::FinWait2 if now >= progress + config.linger_timeout => {
+                        self.relisten(socket, config.port);
+                    }
+                    _ if now >= progress + config.send_timeout => {
                         stats.timeouts += 1;
+                        log::debug!("{}: close made no progress, aborted", self.peer_display());
                         self.relisten(socket, config.port);
                     }
                     _ => {}
@@ -486,12 +522,23 @@ impl Slot {
         self.set_state(State::Close {
             progress: now,
             queued: socket.send_queue(),
+            tcp: socket.state(),
         });
     }
 
     /// Answers a request that could not be parsed, then closes.
-    fn reject(&mut self, socket: &mut tcp::Socket, now: Instant, stats: &mut Stats, status: Status) {
-        log::info!("{} - - {} (bad request)", self.peer_display(), status.code());
+    fn reject(
+        &mut self,
+        socket: &mut tcp::Socket,
+        now: Instant,
+        stats: &mut Stats,
+        status: Status,
+    ) {
+        log::info!(
+            "{} - - {} (bad request)",
+            self.peer_display(),
+            status.code()
+        );
         let reply = Reply::error(status);
         self.start(reply, false, Version::V11, false, now, stats);
         self.buf.clear();
@@ -499,7 +546,15 @@ impl Slot {
     }
 
     /// Formats the response head into `out` and enters `Send`.
-    fn start(&mut self, reply: Reply, head_only: bool, version: Version, keep_alive: bool, now: Instant, stats: &mut Stats) {
+    fn start(
+        &mut self,
+        reply: Reply,
+        head_only: bool,
+        version: Version,
+        keep_alive: bool,
+        now: Instant,
+        stats: &mut Stats,
+    ) {
         stats.requests += 1;
         match reply.status.code() {
             400..=499 => stats.client_errors += 1,
@@ -512,7 +567,10 @@ impl Slot {
             reply.body
         };
         stats.bytes += body.len() as u64;
-        self.body = Body::Static { data: body, sent: 0 };
+        self.body = Body::Static {
+            data: body,
+            sent: 0,
+        };
         self.out.clear();
         self.out_sent = 0;
         if version == Version::V09 {
@@ -528,12 +586,14 @@ impl Slot {
             && head.put(reply.headers)
             && head.put(reply.extra)
             && reply.content_range.is_none_or(|(a, b, len)| match (a, b) {
-                (Some(a), Some(b)) => write!(head, "Content-Range: bytes {a}-{b}/{len}\r\n").is_ok(),
+                (Some(a), Some(b)) => {
+                    write!(head, "Content-Range: bytes {a}-{b}/{len}\r\n").is_ok()
+                }
                 _ => write!(head, "Content-Range: bytes */{len}\r\n").is_ok(),
             })
-            && reply.location.is_none_or(|l| {
-                head.put("Location: ") && head.put(l) && head.put("/\r\n")
-            })
+            && reply
+                .location
+                .is_none_or(|l| head.put("Location: ") && head.put(l) && head.put("/\r\n"))
             && (matches!(reply.status, Status::NotModified)
                 || write!(head, "Content-Length: {}\r\n", reply.body.len()).is_ok())
             && head.put(match (keep_alive, version) {
@@ -781,7 +841,9 @@ pub fn parse_range(value: &[u8], len: u64) -> RangeSpec {
         if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        s.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        s.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
     };
     let (first, last) = (&spec[..dash], &spec[dash + 1..]);
     match (first.is_empty(), last.is_empty()) {
@@ -850,5 +912,26 @@ mod tests {
         assert!(etag_matches(b"W/\"b\"", "\"b\""));
         assert!(etag_matches(b"*", "\"b\""));
         assert!(!etag_matches(b"\"a\"", "\"b\""));
+    }
+}
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+
+    /// The slots' own RAM (request and response-head buffers, state), without socket buffers.
+    #[test]
+    fn slot_ram_budget() {
+        let server = core::mem::size_of::<Server<'static, { crate::SLOTS }>>();
+        let socket = core::mem::size_of::<tcp::Socket<'static>>();
+        let storage = core::mem::size_of::<SocketStorage<'static>>();
+        std::println!(
+            "Server<10>: {server} bytes; tcp::Socket {socket} bytes; SocketStorage {storage} bytes"
+        );
+        // 10 slots of 2 KiB request buffer + 512 B head buffer, plus the interface.
+        assert!(
+            server < 10 * (REQUEST_BUF + RESPONSE_HEAD + 256) + 4096,
+            "{server}"
+        );
     }
 }

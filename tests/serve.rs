@@ -45,7 +45,11 @@ fn root_and_directories() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.body,
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fs_image/text/index.html")).unwrap()
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fs_image/text/index.html"
+        ))
+        .unwrap()
     );
     let r = sim.get("/text");
     assert_eq!(r.status, 301);
@@ -78,7 +82,11 @@ fn ten_clients_at_once_all_succeed() {
 fn http09_simple_request_gets_the_raw_body() {
     let mut sim: Sim = Sim::new();
     let raw = sim.exchange(b"GET /text/text.htm\r\n");
-    let want = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fs_image/text/text.htm")).unwrap();
+    let want = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fs_image/text/text.htm"
+    ))
+    .unwrap();
     assert_eq!(raw, want);
     // Unknown path: the 404 page, still without a head.
     let raw = sim.exchange(b"GET /nope\n");
@@ -99,6 +107,9 @@ fn head_has_get_headers_and_no_body() {
     }
 }
 
+/// Request bytes, expected status, and a header the response must carry.
+type Row<'a> = (&'a [u8], u16, Option<(&'a str, &'a str)>);
+
 /// One row of the status table: request bytes -> status (and a header that must be there).
 fn row(sim: &mut Sim, request: &[u8], status: u16, header: Option<(&str, &str)>) {
     let raw = sim.exchange(request);
@@ -111,22 +122,43 @@ fn row(sim: &mut Sim, request: &[u8], status: u16, header: Option<(&str, &str)>)
     });
     assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(request));
     if let Some((name, value)) = header {
-        assert_eq!(r.header(name), Some(value), "{:?}", String::from_utf8_lossy(request));
+        assert_eq!(
+            r.header(name),
+            Some(value),
+            "{:?}",
+            String::from_utf8_lossy(request)
+        );
     }
 }
 
 #[test]
 fn error_rows_of_the_status_table() {
     let mut sim: Sim = Sim::new();
-    let cases: &[(&[u8], u16, Option<(&str, &str)>)] = &[
+    let cases: &[Row] = &[
         (b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", 404, None),
-        (b"POST /index.html HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 405, Some(("allow", "GET, HEAD"))),
-        (b"PUT /index.html HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi", 405, Some(("allow", "GET, HEAD"))),
-        (b"DELETE /index.html HTTP/1.1\r\nHost: t\r\n\r\n", 405, Some(("allow", "GET, HEAD"))),
+        (
+            b"POST /index.html HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+            405,
+            Some(("allow", "GET, HEAD")),
+        ),
+        (
+            b"PUT /index.html HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi",
+            405,
+            Some(("allow", "GET, HEAD")),
+        ),
+        (
+            b"DELETE /index.html HTTP/1.1\r\nHost: t\r\n\r\n",
+            405,
+            Some(("allow", "GET, HEAD")),
+        ),
         (b"BREW /index.html HTTP/1.1\r\nHost: t\r\n\r\n", 501, None),
         (b"get /index.html HTTP/1.1\r\nHost: t\r\n\r\n", 501, None),
         (b"GET /index.html HTTP/1.1\r\n\r\n", 400, None),
-        (b"GET /index.html HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, None),
+        (
+            b"GET /index.html HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            400,
+            None,
+        ),
         (b"GET /index.html HTTP/2.0\r\nHost: t\r\n\r\n", 505, None),
         (b"GET /index.html HTTP/1.2\r\nHost: t\r\n\r\n", 505, None),
         (b"GET /index.html HTTX/1.1\r\nHost: t\r\n\r\n", 400, None),
@@ -136,10 +168,26 @@ fn error_rows_of_the_status_table() {
         (b"GET /a\\b HTTP/1.1\r\nHost: t\r\n\r\n", 400, None),
         (b"GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400, None),
         (b"GET index.html HTTP/1.1\r\nHost: t\r\n\r\n", 400, None),
-        (b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, None),
-        (b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400, None),
-        (b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400, None),
-        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, None),
+        (
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+            None,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+            400,
+            None,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+            None,
+        ),
+        (
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+            400,
+            None,
+        ),
     ];
     for (req, status, header) in cases {
         row(&mut sim, req, *status, *header);
@@ -151,12 +199,22 @@ fn error_rows_of_the_status_table() {
 fn traversal_never_leaves_the_image() {
     let mut sim: Sim = Sim::new();
     let index = sim.get("/index.html").body;
-    for path in ["/../index.html", "/%2e%2e/index.html", "/img/../../../index.html", "/./index.html", "//index.html"] {
+    for path in [
+        "/../index.html",
+        "/%2e%2e/index.html",
+        "/img/../../../index.html",
+        "/./index.html",
+        "//index.html",
+    ] {
         let r = sim.get(path);
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.body, index, "{path}");
     }
-    for path in ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc/passwd"] {
+    for path in [
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2fetc/passwd",
+    ] {
         assert_eq!(sim.get(path).status, 404, "{path}");
     }
 }
@@ -195,7 +253,9 @@ fn http10_closes_and_http11_keeps_alive() {
     assert!(sim.run(Duration::from_secs(10)));
     let all = Response::parse_all(&sim.conns[i].received);
     assert_eq!(all.len(), 2);
-    assert!(all[0].body.starts_with(b"<!DOCTYPE html>") && all[1].body.starts_with(b"<!DOCTYPE html>"));
+    assert!(
+        all[0].body.starts_with(b"<!DOCTYPE html>") && all[1].body.starts_with(b"<!DOCTYPE html>")
+    );
     assert_ne!(all[0].body, all[1].body);
     assert_eq!(all[0].header("connection"), None);
 }

@@ -152,18 +152,30 @@ impl<const N: usize> Sim<N> {
         Self::with_faults(0, 0, 0, Config::new())
     }
 
-    /// A network whose both ends drop and corrupt frames with these percentages.
+    /// A network that drops and corrupts frames in each direction with these percentages.
     pub fn with_faults(seed: u32, drop_pct: u8, corrupt_pct: u8, config: Config) -> Self {
         let q = Rc::new(RefCell::new(Queues {
             frames: [VecDeque::with_capacity(POOL), VecDeque::with_capacity(POOL)],
             pool: (0..POOL).map(|_| Vec::with_capacity(MTU + 14)).collect(),
         }));
-        let mut server_dev = FaultInjector::new(End { q: q.clone(), side: 0 }, seed);
-        let mut client_dev = FaultInjector::new(End { q: q.clone(), side: 1 }, seed ^ 0x5eed);
-        for dev in [&mut server_dev, &mut client_dev] {
-            dev.set_drop_chance(drop_pct);
-            dev.set_corrupt_chance(corrupt_pct);
-        }
+        let mut server_dev = FaultInjector::new(
+            End {
+                q: q.clone(),
+                side: 0,
+            },
+            seed,
+        );
+        let mut client_dev = FaultInjector::new(
+            End {
+                q: q.clone(),
+                side: 1,
+            },
+            seed,
+        );
+        // Faults on the server's device act on both directions (its rx and its tx), so each
+        // direction loses `drop_pct` percent of frames.
+        server_dev.set_drop_chance(drop_pct);
+        server_dev.set_corrupt_chance(corrupt_pct);
         let now = Instant::from_millis(0);
         let iface = |dev: &mut FaultInjector<End>, mac: u8, ip: Ipv4Address| {
             let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress([
@@ -180,7 +192,12 @@ impl<const N: usize> Sim<N> {
         let client = iface(&mut client_dev, 2, CLIENT_IP);
         let server = Server::<N>::new(
             server_iface,
-            Box::leak((0..N).map(|_| SocketStorage::EMPTY).collect::<Vec<_>>().into_boxed_slice()),
+            Box::leak(
+                (0..N)
+                    .map(|_| SocketStorage::EMPTY)
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            ),
             leak(0u8, N * smolhttpd::config::RX_BUFFER),
             leak(0u8, N * smolhttpd::config::TX_BUFFER),
             config,
@@ -211,7 +228,11 @@ impl<const N: usize> Sim<N> {
         self.next_port = self.next_port.wrapping_add(1).max(49152);
         let socket = self.client_sockets.get_mut::<tcp::Socket>(handle);
         socket
-            .connect(self.client.context(), (IpAddress::Ipv4(SERVER_IP), 80), port)
+            .connect(
+                self.client.context(),
+                (IpAddress::Ipv4(SERVER_IP), 80),
+                port,
+            )
             .unwrap();
         self.conns.push(Conn {
             handle,
@@ -244,7 +265,8 @@ impl<const N: usize> Sim<N> {
         if let Some(f) = self.around_server {
             f(false);
         }
-        self.client.poll(self.now, &mut self.client_dev, &mut self.client_sockets);
+        self.client
+            .poll(self.now, &mut self.client_dev, &mut self.client_sockets);
         let now = self.now;
         for c in &mut self.conns {
             if c.ended {
@@ -277,8 +299,12 @@ impl<const N: usize> Sim<N> {
                 c.last_rx = Some(now);
             }
             if let Some(n) = c.close_after {
-                if count_responses(&c.received) >= n && s.is_open() {
+                if count_responses(&c.received) >= n {
+                    // We have what we came for: close our side and stop watching.
                     s.close();
+                    c.ended = true;
+                    c.ended_at = Some(now);
+                    continue;
                 }
             }
             let state = s.state();
@@ -294,7 +320,8 @@ impl<const N: usize> Sim<N> {
                 c.ended_at = Some(now);
             }
         }
-        self.client.poll(self.now, &mut self.client_dev, &mut self.client_sockets);
+        self.client
+            .poll(self.now, &mut self.client_dev, &mut self.client_sockets);
     }
 
     /// When the next thing happens: a pending frame (now), a poll_at, or a trickle send.

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# tap-up.sh [TAP] — create (or refresh) the TAP interface smolhttpd talks through.
+#
+#   TAP        interface name (default tap0)
+#   HOST_CIDR  address of the kernel side of the tap (default 192.168.69.100/24)
+#   MTU        link MTU (default 1500)
+#
+# The tap is owned by $SUDO_USER (root if unset), so `cargo run` needs no root
+# afterwards. Safe to run twice: an existing tap just gets its address, MTU and
+# state re-applied. Works unchanged under `ip netns exec NS`.
+set -euo pipefail
+
+TAP=${1:-tap0}
+HOST_CIDR=${HOST_CIDR:-192.168.69.100/24}
+MTU=${MTU:-1500}
+OWNER=${SUDO_USER:-root}
+
+die() { echo "tap-up: $*" >&2; exit 1; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  die "must be root to create $TAP: run with sudo (sudo $0 $TAP)"
+fi
+command -v ip >/dev/null || die "'ip' not found: apt-get install iproute2"
+case $MTU in ''|*[!0-9]*) die "MTU must be a number, got '$MTU'";; esac
+case $HOST_CIDR in */*) ;; *) die "HOST_CIDR must be ADDR/PREFIX, got '$HOST_CIDR'";; esac
+id -u "$OWNER" >/dev/null 2>&1 || die "owner '$OWNER' is not a known user"
+
+if ip link show dev "$TAP" >/dev/null 2>&1; then
+  if ! ip -details link show dev "$TAP" | grep -q 'tun type tap'; then
+    die "$TAP exists but is not a tap device"
+  fi
+  echo "tap-up: $TAP already exists, re-applying settings"
+  # The owner of an existing tap cannot be changed without recreating it
+  # (which would cut off a server holding it open): report the real one.
+  cur_uid=$(ip -details link show dev "$TAP" | sed -n 's/.* user \([^ ]*\).*/\1/p')
+  if [ -n "$cur_uid" ]; then
+    cur_owner=$(id -nu "$cur_uid" 2>/dev/null || echo "$cur_uid")
+    if [ "$cur_owner" != "$OWNER" ]; then
+      echo "tap-up: note: $TAP stays owned by $cur_owner (run tap-down.sh first to change owner to $OWNER)" >&2
+      OWNER=$cur_owner
+    fi
+  fi
+else
+  ip tuntap add dev "$TAP" mode tap user "$OWNER"
+fi
+
+ip link set dev "$TAP" mtu "$MTU"
+# 'replace' makes re-adding the same address a no-op instead of an error.
+ip addr replace "$HOST_CIDR" dev "$TAP"
+ip link set dev "$TAP" up
+
+echo "tap-up: $TAP ready: host $HOST_CIDR, mtu $MTU, owner $OWNER"

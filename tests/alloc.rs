@@ -1,0 +1,90 @@
+//! No heap on the serving path: a counting global allocator sees zero allocations inside
+//! `Server::poll` from the first to the last request of a run of many requests.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{image_files, Opts, Response, Sim};
+use smoltcp::time::Duration;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static IN_SERVER: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if IN_SERVER.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if IN_SERVER.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn in_server(on: bool) {
+    IN_SERVER.with(|c| c.set(on));
+}
+
+#[test]
+fn serving_allocates_nothing() {
+    // The counter sees an allocation made while the flag is up (so this test can fail).
+    in_server(true);
+    let probe = std::hint::black_box(vec![1u8; 16]);
+    in_server(false);
+    drop(probe);
+    assert_eq!(ALLOCATIONS.swap(0, Ordering::SeqCst), 1);
+
+    let mut sim: Sim = Sim::new();
+    sim.around_server = Some(in_server);
+    let files = image_files();
+    let mut requests = 0;
+    // Every file, then 10 at once, then errors and keep-alive pipelining.
+    for (path, bytes) in &files {
+        assert_eq!(&sim.get(path).body, bytes);
+        requests += 1;
+    }
+    sim.conns.clear();
+    for (path, _) in files.iter().cycle().take(10) {
+        sim.open(
+            format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
+            Opts::default(),
+        );
+        requests += 1;
+    }
+    assert!(sim.run(Duration::from_secs(60)));
+    for req in [
+        &b"GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
+        b"BREW / HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /text/text.htm\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nRange: bytes=10-20\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\nHEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ] {
+        assert!(!sim.exchange(req).is_empty());
+        requests += 1;
+    }
+    assert!(Response::parse(
+        &sim.exchange(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    )
+    .is_some());
+    let n = ALLOCATIONS.load(Ordering::SeqCst);
+    assert!(sim.server.stats().requests as usize > requests);
+    assert_eq!(n, 0, "the server allocated {n} times while serving");
+}
