@@ -282,7 +282,8 @@ fn is_http_version(v: &str) -> bool {
 }
 
 impl Request<'_> {
-    const EMPTY: Request<'static> = Request {
+    /// A request with nothing set (for log lines of rejected input).
+    pub const EMPTY: Request<'static> = Request {
         method: Method::Get,
         method_str: "",
         target: "",

@@ -13,6 +13,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 
+pub mod chat;
 pub mod config;
 pub mod gate;
 pub mod http;

@@ -15,6 +15,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
+use crate::chat::{self, Chat, ChatReply, Sink as _, Window};
 use crate::config::{Config, MAX_HEADERS, REQUEST_BUF, RESPONSE_HEAD};
 use crate::gate::{Filter, Gate};
 use crate::http::{self, Method, Parse, PathError, Request, Status, Version};
@@ -68,6 +69,8 @@ pub enum State {
         first_byte: Option<Instant>,
         idle_since: Instant,
     },
+    /// Reading a request body; `last_read` starts the body deadline.
+    Body { last_read: Instant },
     /// Sending a response; `progress` is the last time bytes went into the socket.
     Send { progress: Instant, keep_alive: bool },
     /// Response queued: the send half is closed and input is drained until the peer closes.
@@ -84,6 +87,12 @@ pub enum State {
 enum Body {
     /// Static bytes from the image (or a status text), from an offset.
     Static { data: &'static [u8], sent: usize },
+    /// Chat JSON, rendered again from the ring on each send, skipping what was sent.
+    Chat {
+        reply: ChatReply,
+        sent: usize,
+        len: usize,
+    },
 }
 
 /// One connection slot.
@@ -99,6 +108,8 @@ struct Slot {
     peer: Option<IpEndpoint>,
     /// Requests on the current connection.
     requests: u32,
+    /// The current request, for its log line.
+    log: LogLine,
 }
 
 /// The HTTP server: `N` slots (default [`crate::SLOTS`]) over one smoltcp interface.
@@ -110,6 +121,7 @@ pub struct Server<'a, const N: usize = { crate::SLOTS }> {
     stats: Stats,
     /// Until this time, clients are known to be waiting for a slot.
     crowded_until: Option<Instant>,
+    chat: Chat,
 }
 
 /// How long after a held-off SYN idle keep-alive connections are closed to make room.
@@ -156,6 +168,7 @@ impl<'a, const N: usize> Server<'a, N> {
             body: Body::Static { data: &[], sent: 0 },
             peer: None,
             requests: 0,
+            log: LogLine::new(),
         });
         Ok(Server {
             iface,
@@ -164,6 +177,7 @@ impl<'a, const N: usize> Server<'a, N> {
             config,
             stats: Stats::default(),
             crowded_until: None,
+            chat: Chat::new(),
         })
     }
 
@@ -175,6 +189,11 @@ impl<'a, const N: usize> Server<'a, N> {
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The chat.
+    pub fn chat(&self) -> &Chat {
+        &self.chat
     }
 
     /// The state of each slot.
@@ -230,11 +249,17 @@ impl<'a, const N: usize> Server<'a, N> {
 
     /// Services every slot once.
     fn service(&mut self, now: Instant) -> bool {
-        let crowded = self.crowded_until.is_some_and(|t| now < t);
+        let mut cx = Cx {
+            now,
+            config: &self.config,
+            stats: &mut self.stats,
+            chat: &mut self.chat,
+            crowded: self.crowded_until.is_some_and(|t| now < t),
+        };
         let mut changed = false;
         for slot in &mut self.slots {
             let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
-            changed |= slot.service(socket, now, &self.config, &mut self.stats, crowded);
+            changed |= slot.service(socket, &mut cx);
         }
         changed
     }
@@ -272,6 +297,7 @@ impl Slot {
                 ..
             } => Some(t + config.head_timeout),
             State::Head { idle_since, .. } => Some(idle_since + config.idle_timeout),
+            State::Body { last_read, .. } => Some(last_read + config.body_timeout),
             State::Send { progress, .. } => Some(progress + config.send_timeout),
             State::Close {
                 progress,
@@ -298,15 +324,10 @@ impl Slot {
     }
 
     /// One step of the state machine. Returns true if the state changed or bytes moved.
-    fn service(
-        &mut self,
-        socket: &mut tcp::Socket,
-        now: Instant,
-        config: &Config,
-        stats: &mut Stats,
-        crowded: bool,
-    ) -> bool {
+    fn service(&mut self, socket: &mut tcp::Socket, cx: &mut Cx) -> bool {
         let before = self.state;
+        let now = cx.now;
+        let config = cx.config;
         match self.state {
             // A listening socket that left LISTEN got a SYN: a new connection.
             State::Listen => {
@@ -314,17 +335,17 @@ impl Slot {
                     return false;
                 }
                 if socket.is_active() {
-                    stats.connections += 1;
+                    cx.stats.connections += 1;
                     self.peer = socket.remote_endpoint();
                     self.set_state(State::Head {
                         first_byte: None,
                         idle_since: now,
                     });
-                    return self.service(socket, now, config, stats, crowded);
+                    return self.service(socket, cx);
                 }
                 self.relisten(socket, config.port);
             }
-            // Reading a head: fill the buffer, parse, answer or wait.
+            // Reading a head: fill the buffer, then parse and answer, or wait.
             State::Head {
                 first_byte,
                 idle_since,
@@ -338,13 +359,15 @@ impl Slot {
                     if peer_closed(socket) {
                         // The peer closed between requests.
                         self.close(socket, now);
-                    } else if now >= idle_since + config.idle_timeout
-                        || (crowded && self.requests > 0)
-                    {
-                        if !crowded {
-                            stats.timeouts += 1;
-                        }
-                        log::debug!("{}: idle keep-alive connection closed", self.peer_display());
+                    } else if now >= idle_since + config.idle_timeout {
+                        cx.stats.timeouts += 1;
+                        log::debug!("{}: idle connection closed", self.peer_display());
+                        self.close(socket, now);
+                    } else if cx.crowded && self.requests > 0 {
+                        log::debug!(
+                            "{}: idle keep-alive closed for a waiting client",
+                            self.peer_display()
+                        );
                         self.close(socket, now);
                     }
                     return self.state != before || read > 0;
@@ -359,42 +382,30 @@ impl Slot {
                         now
                     }
                 };
-                let full = self.buf.is_full();
-                let parsed = http::parse::<MAX_HEADERS>(&self.buf, full);
-                match parsed {
-                    Parse::Partial if peer_closed(socket) => {
-                        // The peer ended its side mid-head: nothing to answer.
-                        self.close(socket, now);
-                    }
-                    Parse::Partial if now >= first_byte + config.head_timeout => {
-                        stats.timeouts += 1;
-                        self.reject(socket, now, stats, Status::RequestTimeout);
-                    }
-                    Parse::Partial => {}
-                    Parse::Reject(status) => self.reject(socket, now, stats, status),
-                    Parse::Done(req) => {
-                        let reply = route(&req);
-                        let head_len = req.head_len;
-                        let has_body = req.content_length.unwrap_or(0) > 0 || req.transfer_encoding;
-                        let keep_alive = req.keep_alive
-                            && !has_body
-                            && (!reply.status.is_error() || reply.keeps_connection());
-                        self.log_request(&req, &reply);
-                        self.start(
-                            reply,
-                            req.method == Method::Head,
-                            req.version,
-                            keep_alive,
-                            now,
-                            stats,
-                        );
-                        // The head is answered: drop it, keep what was pipelined behind it.
-                        let rest = self.buf.len() - head_len;
-                        self.buf.copy_within(head_len.., 0);
-                        self.buf.truncate(rest);
-                        return self.service(socket, now, config, stats, crowded);
+                if now >= first_byte + config.head_timeout {
+                    // Judged before parsing: a trickled head may be complete by now, but late.
+                    if matches!(http::parse::<MAX_HEADERS>(&self.buf, false), Parse::Partial) {
+                        cx.stats.timeouts += 1;
+                        self.reject(socket, cx, Status::RequestTimeout);
+                        return true;
                     }
                 }
+                self.handle(socket, cx);
+            }
+            // Waiting for the rest of a request body.
+            State::Body { last_read } => {
+                if !socket.is_active() {
+                    self.relisten(socket, config.port);
+                    return true;
+                }
+                if self.fill(socket) > 0 {
+                    self.set_state(State::Body { last_read: now });
+                } else if now >= last_read + config.body_timeout {
+                    cx.stats.timeouts += 1;
+                    self.reject(socket, cx, Status::RequestTimeout);
+                    return true;
+                }
+                self.handle(socket, cx);
             }
             // Sending: push head and body into the socket as space allows.
             State::Send {
@@ -403,19 +414,32 @@ impl Slot {
             } => {
                 if !socket.may_send() {
                     // The peer reset or closed its receive side.
+                    self.finish_log(now, "aborted by peer");
                     self.relisten(socket, config.port);
                     return true;
                 }
-                let sent = self.write(socket);
+                let sent = match self.write(socket, cx.chat) {
+                    Ok(n) => n,
+                    Err(Stale) => {
+                        log::debug!(
+                            "{}: chat reply outran by the ring, aborted",
+                            self.peer_display()
+                        );
+                        self.finish_log(now, "aborted");
+                        self.relisten(socket, config.port);
+                        return true;
+                    }
+                };
                 if self.is_sent() {
                     self.requests += 1;
+                    self.finish_log(now, "");
                     if keep_alive {
                         self.set_state(State::Head {
                             first_byte: None,
                             idle_since: now,
                         });
                         if !self.buf.is_empty() {
-                            return self.service(socket, now, config, stats, crowded);
+                            return self.service(socket, cx);
                         }
                     } else {
                         self.close(socket, now);
@@ -426,8 +450,8 @@ impl Slot {
                         keep_alive,
                     });
                 } else if now >= progress + config.send_timeout {
-                    stats.timeouts += 1;
-                    log::debug!("{}: send made no progress, aborted", self.peer_display());
+                    cx.stats.timeouts += 1;
+                    self.finish_log(now, "send timeout");
                     self.relisten(socket, config.port);
                 }
             }
@@ -458,7 +482,7 @@ impl Slot {
                         self.relisten(socket, config.port);
                     }
                     _ if now >= progress + config.send_timeout => {
-                        stats.timeouts += 1;
+                        cx.stats.timeouts += 1;
                         log::debug!("{}: close made no progress, aborted", self.peer_display());
                         self.relisten(socket, config.port);
                     }
@@ -467,6 +491,53 @@ impl Slot {
             }
         }
         self.state != before
+    }
+
+    /// Parses what the buffer holds and answers a complete request, or waits for more.
+    fn handle(&mut self, socket: &mut tcp::Socket, cx: &mut Cx) {
+        let now = cx.now;
+        let full = self.buf.is_full();
+        let req = match http::parse::<MAX_HEADERS>(&self.buf, full) {
+            Parse::Partial if peer_closed(socket) => {
+                // The peer ended its side mid-head: nothing to answer.
+                self.close(socket, now);
+                return;
+            }
+            Parse::Partial => return,
+            Parse::Reject(status) => {
+                self.reject(socket, cx, status);
+                return;
+            }
+            Parse::Done(req) => req,
+        };
+        let body = &self.buf[req.head_len..];
+        let (reply, consumed) = match route(&req, body, cx.chat) {
+            Route::NeedBody if peer_closed(socket) => {
+                self.close(socket, now);
+                return;
+            }
+            Route::NeedBody => {
+                if !matches!(self.state, State::Body { .. }) {
+                    self.set_state(State::Body { last_read: now });
+                }
+                return;
+            }
+            Route::Reply(reply) => (reply, req.head_len),
+            Route::Posted(reply, body_len) => (reply, req.head_len + body_len),
+        };
+        let has_body = req.content_length.unwrap_or(0) > 0 || req.transfer_encoding;
+        let body_read = consumed > req.head_len;
+        let keep_alive = req.keep_alive
+            && (!has_body || body_read)
+            && (!reply.status.is_error() || reply.keeps_connection());
+        self.log.start(&req, reply.status, now);
+        let (method, version) = (req.method, req.version);
+        self.start(reply, method, version, keep_alive, cx);
+        // The request is answered: drop it, keep what was pipelined behind it.
+        let rest = self.buf.len() - consumed;
+        self.buf.copy_within(consumed.., 0);
+        self.buf.truncate(rest);
+        self.service(socket, cx);
     }
 
     /// Reads what fits into the request buffer; returns the byte count.
@@ -487,32 +558,56 @@ impl Slot {
     }
 
     /// Writes head, then body, as far as the socket takes them; returns the byte count.
-    fn write(&mut self, socket: &mut tcp::Socket) -> usize {
+    fn write(&mut self, socket: &mut tcp::Socket, chat: &Chat) -> Result<usize, Stale> {
         let mut total = 0;
         if self.out_sent < self.out.len() {
             let n = socket.send_slice(&self.out[self.out_sent..]).unwrap_or(0);
             self.out_sent += n;
             total += n;
             if self.out_sent < self.out.len() {
-                return total;
+                return Ok(total);
             }
         }
-        match &mut self.body {
+        let n = match &mut self.body {
             Body::Static { data, sent } => {
-                if *sent < data.len() {
-                    let n = socket.send_slice(&data[*sent..]).unwrap_or(0);
+                let n = socket.send_slice(&data[*sent..]).unwrap_or(0);
+                *sent += n;
+                n
+            }
+            Body::Chat { reply, sent, len } => {
+                if *sent < *len {
+                    if !reply.still_valid(chat) {
+                        return Err(Stale);
+                    }
+                    let skip = *sent;
+                    let n = socket
+                        .send(|buf| {
+                            let mut w = Window {
+                                skip,
+                                out: buf,
+                                written: 0,
+                            };
+                            // Full only means the socket buffer is; the rest goes next time.
+                            let _ = reply.write(chat, &mut w);
+                            (w.written, w.written)
+                        })
+                        .unwrap_or(0);
                     *sent += n;
-                    total += n;
+                    n
+                } else {
+                    0
                 }
             }
-        }
-        total
+        };
+        self.log.bytes += n;
+        Ok(total + n)
     }
 
     fn is_sent(&self) -> bool {
         self.out_sent == self.out.len()
             && match self.body {
                 Body::Static { data, sent } => sent == data.len(),
+                Body::Chat { sent, len, .. } => sent == len,
             }
     }
 
@@ -526,105 +621,189 @@ impl Slot {
         });
     }
 
-    /// Answers a request that could not be parsed, then closes.
-    fn reject(
-        &mut self,
-        socket: &mut tcp::Socket,
-        now: Instant,
-        stats: &mut Stats,
-        status: Status,
-    ) {
-        log::info!(
-            "{} - - {} (bad request)",
-            self.peer_display(),
-            status.code()
-        );
-        let reply = Reply::error(status);
-        self.start(reply, false, Version::V11, false, now, stats);
+    /// Answers a request that could not be parsed or came too slowly, then closes.
+    fn reject(&mut self, socket: &mut tcp::Socket, cx: &mut Cx, status: Status) {
+        let req = Request::EMPTY;
+        self.log.start(&req, status, cx.now);
+        self.start(Reply::error(status), req.method, req.version, false, cx);
         self.buf.clear();
-        let _ = self.write(socket);
+        // Cannot be stale: the body is static.
+        let _ = self.write(socket, cx.chat);
+        if self.is_sent() {
+            self.finish_log(cx.now, "");
+            self.close(socket, cx.now);
+        }
     }
 
     /// Formats the response head into `out` and enters `Send`.
     fn start(
         &mut self,
         reply: Reply,
-        head_only: bool,
+        method: Method,
         version: Version,
         keep_alive: bool,
-        now: Instant,
-        stats: &mut Stats,
+        cx: &mut Cx,
     ) {
+        let stats = &mut *cx.stats;
         stats.requests += 1;
         match reply.status.code() {
             400..=499 => stats.client_errors += 1,
             500..=599 => stats.server_errors += 1,
             _ => {}
         }
-        let body = if head_only || matches!(reply.status, Status::NotModified) {
-            &[][..]
-        } else {
-            reply.body
-        };
-        stats.bytes += body.len() as u64;
-        self.body = Body::Static {
-            data: body,
-            sent: 0,
+        let head_only = method == Method::Head || reply.status == Status::NotModified;
+        let length = reply.content.len(cx.chat);
+        self.body = match reply.content {
+            _ if head_only => Body::Static { data: &[], sent: 0 },
+            Content::Static(data) => Body::Static { data, sent: 0 },
+            Content::Created(_) => Body::Static { data: &[], sent: 0 },
+            Content::Chat(r) => Body::Chat {
+                reply: r,
+                sent: 0,
+                len: length,
+            },
         };
         self.out.clear();
         self.out_sent = 0;
+        self.log.bytes = 0;
+        let keep_alive = keep_alive && version != Version::V09;
+        self.set_state(State::Send {
+            progress: cx.now,
+            keep_alive,
+        });
         if version == Version::V09 {
             // A simple request gets the body alone.
-            self.set_state(State::Send {
-                progress: now,
-                keep_alive: false,
-            });
+            if let Content::Created(id) = reply.content {
+                let _ = writeln!(HeadWriter(&mut self.out), "{{\"id\":{id}}}");
+            }
             return;
         }
         let mut head = HeadWriter(&mut self.out);
         let ok = head.put(reply.status.line())
             && head.put(reply.headers)
             && head.put(reply.extra)
-            && reply.content_range.is_none_or(|(a, b, len)| match (a, b) {
-                (Some(a), Some(b)) => {
+            && match reply.content_range {
+                Some(ContentRange::Bytes(a, b, len)) => {
                     write!(head, "Content-Range: bytes {a}-{b}/{len}\r\n").is_ok()
                 }
-                _ => write!(head, "Content-Range: bytes */{len}\r\n").is_ok(),
-            })
-            && reply
-                .location
-                .is_none_or(|l| head.put("Location: ") && head.put(l) && head.put("/\r\n"))
-            && (matches!(reply.status, Status::NotModified)
-                || write!(head, "Content-Length: {}\r\n", reply.body.len()).is_ok())
+                Some(ContentRange::Unsatisfied(len)) => {
+                    write!(head, "Content-Range: bytes */{len}\r\n").is_ok()
+                }
+                None => true,
+            }
+            && match reply.location {
+                Location::None => true,
+                Location::Directory(dir) => write!(head, "Location: {dir}/\r\n").is_ok(),
+                Location::Message(id) => write!(head, "Location: /chat?since={id}\r\n").is_ok(),
+            }
+            && (reply.status == Status::NotModified
+                || write!(head, "Content-Length: {length}\r\n").is_ok())
             && head.put(match (keep_alive, version) {
                 (false, _) => "Connection: close\r\n",
                 (true, Version::V10) => "Connection: keep-alive\r\n",
                 (true, _) => "",
             })
-            && head.put("\r\n");
+            && head.put("\r\n")
+            && match reply.content {
+                Content::Created(id) if !head_only => writeln!(head, "{{\"id\":{id}}}").is_ok(),
+                _ => true,
+            };
         // Every header line is bounded (paths by the image, numbers by their type) and the
         // buffer is sized for the longest; an overflow would be a bug, so fail loudly in debug.
         debug_assert!(ok, "response head overflow");
-        self.set_state(State::Send {
-            progress: now,
-            keep_alive,
-        });
     }
 
-    fn log_request(&self, req: &Request, reply: &Reply) {
+    /// Logs the finished (or abandoned) request, one line at info.
+    fn finish_log(&mut self, now: Instant, note: &str) {
+        let l = &self.log;
+        if l.status == 0 {
+            return;
+        }
+        let ms = (now - l.start).total_millis();
         log::info!(
-            "{} {} {} {} {}",
-            self.peer_display(),
-            req.method_str,
-            req.target,
-            reply.status.code(),
-            reply.body.len()
+            "{} {} {} {} {} {}ms{}{}",
+            PeerDisplay(self.peer),
+            l.method,
+            l.target,
+            l.status,
+            l.bytes,
+            ms,
+            if note.is_empty() { "" } else { " " },
+            note
         );
+        self.log.status = 0;
     }
 
     fn peer_display(&self) -> PeerDisplay {
         PeerDisplay(self.peer)
     }
+}
+
+/// What the request log line says about the current request.
+#[derive(Debug)]
+struct LogLine {
+    method: heapless::String<8>,
+    /// The target, cut at 64 bytes.
+    target: heapless::String<64>,
+    /// 0: nothing to log.
+    status: u16,
+    /// Body bytes queued so far.
+    bytes: usize,
+    start: Instant,
+}
+
+impl LogLine {
+    const fn new() -> Self {
+        LogLine {
+            method: heapless::String::new(),
+            target: heapless::String::new(),
+            status: 0,
+            bytes: 0,
+            start: Instant::ZERO,
+        }
+    }
+
+    fn start(&mut self, req: &Request, status: Status, now: Instant) {
+        self.method.clear();
+        self.target.clear();
+        let method = if req.method_str.is_empty() {
+            "-"
+        } else {
+            req.method_str
+        };
+        let target = if req.target.is_empty() {
+            "-"
+        } else {
+            req.target
+        };
+        for c in method.chars() {
+            if self.method.push(c).is_err() {
+                break;
+            }
+        }
+        for c in target.chars() {
+            if self.target.push(c).is_err() {
+                break;
+            }
+        }
+        self.status = status.code();
+        self.bytes = 0;
+        self.start = now;
+    }
+}
+
+/// A chat reply lost messages to newer posts while it was being sent.
+#[derive(Debug, Clone, Copy)]
+struct Stale;
+
+/// What a slot's service step needs from the server.
+struct Cx<'c> {
+    now: Instant,
+    config: &'c Config,
+    stats: &'c mut Stats,
+    chat: &'c mut Chat,
+    /// Clients wait for a slot: idle keep-alive connections make room.
+    crowded: bool,
 }
 
 /// The peer sent its FIN (or the connection is gone): no more request bytes will come.
@@ -663,22 +842,67 @@ impl core::fmt::Write for HeadWriter<'_> {
     }
 }
 
+/// The body of a reply.
+#[derive(Debug, Clone, Copy)]
+enum Content {
+    /// Static bytes: a file or a status text.
+    Static(&'static [u8]),
+    /// `{"id":N}` for a new chat message.
+    Created(u32),
+    /// The JSON of `GET /chat`.
+    Chat(ChatReply),
+}
+
+impl Content {
+    fn len(&self, chat: &Chat) -> usize {
+        match self {
+            Content::Static(d) => d.len(),
+            Content::Created(id) => {
+                let mut c = chat::Counter(0);
+                let mut num = heapless::String::<12>::new();
+                let _ = write!(num, "{id}");
+                let _ = c.put(num.as_bytes());
+                c.0 + "{\"id\":}\n".len()
+            }
+            Content::Chat(r) => r.len(chat),
+        }
+    }
+}
+
+/// `Location` of a reply.
+#[derive(Debug, Clone, Copy)]
+enum Location {
+    None,
+    /// A directory's path without its trailing slash (301).
+    Directory(&'static str),
+    /// The chat message just posted (201).
+    Message(u32),
+}
+
+/// `Content-Range` of a reply.
+#[derive(Debug, Clone, Copy)]
+enum ContentRange {
+    /// First and last byte, and the full length (206).
+    Bytes(u64, u64, u64),
+    /// The full length (416).
+    Unsatisfied(u64),
+}
+
 /// A response, decided before any byte is written.
 #[derive(Debug, Clone, Copy)]
 struct Reply {
     status: Status,
-    /// Ready-made header lines (a file's block or a status's content type).
+    /// Ready-made header lines (a file's block or a content type).
     headers: &'static str,
     /// More fixed header lines (`Allow`, `Content-Encoding`...).
     extra: &'static str,
-    /// `Location` without its trailing slash (a directory redirect).
-    location: Option<&'static str>,
-    /// `Content-Range`: `(first, last, length)`, or `(None, None, length)` for 416.
-    content_range: Option<(Option<u64>, Option<u64>, u64)>,
-    body: &'static [u8],
+    location: Location,
+    content_range: Option<ContentRange>,
+    content: Content,
 }
 
 const TEXT_PLAIN: &str = "Content-Type: text/plain; charset=utf-8\r\n";
+const JSON: &str = "Content-Type: application/json\r\nCache-Control: no-store\r\n";
 
 impl Reply {
     fn error(status: Status) -> Reply {
@@ -686,18 +910,17 @@ impl Reply {
             status,
             headers: TEXT_PLAIN,
             extra: "",
-            location: None,
+            location: Location::None,
             content_range: None,
-            body: status.text().as_bytes(),
+            content: Content::Static(status.text().as_bytes()),
         }
     }
 
     fn not_found() -> Reply {
         match image::find("/404.html") {
             Some(f) => Reply {
-                status: Status::NotFound,
                 headers: "Content-Type: text/html; charset=utf-8\r\n",
-                body: f.body,
+                content: Content::Static(f.body),
                 ..Reply::error(Status::NotFound)
             },
             None => Reply::error(Status::NotFound),
@@ -713,39 +936,113 @@ impl Reply {
     }
 }
 
-/// Decides the response to a parsed request.
-fn route(req: &Request) -> Reply {
+/// What to do with a parsed head.
+enum Route {
+    /// Answer with this.
+    Reply(Reply),
+    /// A chat post consumed this many body bytes; answer with this.
+    Posted(Reply, usize),
+    /// The body is not all here yet.
+    NeedBody,
+}
+
+/// Decides the response to a parsed request; `body` holds what arrived after the head.
+fn route(req: &Request, body: &[u8], chat: &mut Chat) -> Route {
     if req.method == Method::Unknown {
-        return Reply::error(Status::NotImplemented);
+        return Route::Reply(Reply::error(Status::NotImplemented));
     }
-    let (path, _query) = match http::split_target(req.target) {
+    let (path, query) = match http::split_target(req.target) {
         Ok(p) => p,
-        Err(status) => return Reply::error(status),
+        Err(status) => return Route::Reply(Reply::error(status)),
     };
-    let mut norm = heapless::Vec::<u8, { image::MAX_PATH_LEN + 1 }>::new();
+    let mut norm = heapless::Vec::<u8, { image::MAX_PATH_LEN + 8 }>::new();
     match http::normalize(path, &mut norm) {
         Ok(()) => {}
-        Err(PathError::Invalid) => return Reply::error(Status::BadRequest),
-        Err(PathError::TooLong) => return method_check(req, Reply::not_found()),
+        Err(PathError::Invalid) => return Route::Reply(Reply::error(Status::BadRequest)),
+        Err(PathError::TooLong) => return Route::Reply(method_check(req, Reply::not_found())),
     }
     // normalize() checked UTF-8.
     let norm = core::str::from_utf8(&norm).unwrap_or("/");
-    match image::lookup(norm) {
+    if norm == "/chat" {
+        return chat_route(req, query, body, chat);
+    }
+    Route::Reply(match image::lookup(norm) {
         None => method_check(req, Reply::not_found()),
         Some(Entry::Directory) => {
-            let file = image::FILES.iter().find(|f| f.path.starts_with(norm));
-            // The redirect target is the directory's own prefix inside a static path.
-            let location = file.map(|f| &f.path[..norm.len()]);
+            // The directory's own prefix inside a static path of the image.
+            let dir = image::FILES
+                .iter()
+                .find(|f| f.path.starts_with(norm))
+                .map_or(Location::None, |f| {
+                    Location::Directory(&f.path[..norm.len()])
+                });
             method_check(
                 req,
                 Reply {
-                    status: Status::MovedPermanently,
-                    location,
+                    location: dir,
+                    content: Content::Static(&[]),
                     ..Reply::error(Status::MovedPermanently)
                 },
             )
         }
         Some(Entry::File(file)) => method_check(req, serve_file(req, file)),
+    })
+}
+
+/// `GET /chat?since=N` and `POST /chat`.
+fn chat_route(req: &Request, query: Option<&str>, body: &[u8], chat: &mut Chat) -> Route {
+    let error = |status| Route::Reply(Reply::error(status));
+    match req.method {
+        Method::Get | Method::Head => match chat::parse_since(query) {
+            Some(since) => Route::Reply(Reply {
+                status: Status::Ok,
+                headers: JSON,
+                content: Content::Chat(ChatReply::new(chat, since)),
+                ..Reply::error(Status::Ok)
+            }),
+            None => error(Status::BadRequest),
+        },
+        Method::Post => {
+            let form = req.content_type.is_some_and(|t| {
+                let essence = t.split(|&b| b == b';').next().unwrap_or(b"");
+                http::trim(essence).eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+            });
+            if req.transfer_encoding {
+                return error(Status::LengthRequired);
+            }
+            let Some(len) = req.content_length else {
+                return error(Status::LengthRequired);
+            };
+            if !form {
+                return error(Status::UnsupportedMediaType);
+            }
+            if len > chat::MAX_FORM as u64 || req.head_len + len as usize > REQUEST_BUF {
+                return error(Status::PayloadTooLarge);
+            }
+            let len = len as usize;
+            if body.len() < len {
+                return Route::NeedBody;
+            }
+            let reply = match chat.post(&body[..len]) {
+                Ok(id) => {
+                    log::info!("chat: message {id} posted");
+                    Reply {
+                        status: Status::Created,
+                        headers: JSON,
+                        location: Location::Message(id),
+                        content: Content::Created(id),
+                        ..Reply::error(Status::Created)
+                    }
+                }
+                Err(chat::PostError::Invalid) => Reply::error(Status::BadRequest),
+                Err(chat::PostError::TooLong) => Reply::error(Status::PayloadTooLarge),
+            };
+            Route::Posted(reply, len)
+        }
+        _ => Route::Reply(Reply {
+            extra: "Allow: GET, POST\r\n",
+            ..Reply::error(Status::MethodNotAllowed)
+        }),
     }
 }
 
@@ -771,35 +1068,36 @@ fn serve_file(req: &Request, file: &'static File) -> Reply {
         status: Status::Ok,
         headers: file.headers,
         extra,
-        location: None,
+        location: Location::None,
         content_range: None,
-        body,
+        content: Content::Static(body),
     };
-    if let Some(inm) = req.if_none_match {
-        if etag_matches(inm, file.etag) {
-            return Reply {
-                status: Status::NotModified,
-                body: &[],
-                ..reply
-            };
-        }
+    if req
+        .if_none_match
+        .is_some_and(|inm| etag_matches(inm, file.etag))
+    {
+        return Reply {
+            status: Status::NotModified,
+            content: Content::Static(&[]),
+            ..reply
+        };
     }
     let range = req.range.filter(|_| {
         req.method == Method::Get && req.if_range.is_none_or(|v| v == file.etag.as_bytes())
     });
-    match range.map(|r| parse_range(r, body.len() as u64)) {
+    let len = body.len() as u64;
+    match range.map(|r| parse_range(r, len)) {
         None | Some(RangeSpec::Ignore) => reply,
         Some(RangeSpec::Unsatisfiable) => Reply {
             status: Status::RangeNotSatisfiable,
-            headers: file.headers,
-            content_range: Some((None, None, body.len() as u64)),
-            body: Status::RangeNotSatisfiable.text().as_bytes(),
+            content_range: Some(ContentRange::Unsatisfied(len)),
+            content: Content::Static(Status::RangeNotSatisfiable.text().as_bytes()),
             ..reply
         },
         Some(RangeSpec::Bytes(a, b)) => Reply {
             status: Status::PartialContent,
-            content_range: Some((Some(a), Some(b), body.len() as u64)),
-            body: &body[a as usize..=b as usize],
+            content_range: Some(ContentRange::Bytes(a, b, len)),
+            content: Content::Static(&body[a as usize..=b as usize]),
             ..reply
         },
     }
@@ -919,19 +1217,23 @@ mod tests {
 mod memory {
     use super::*;
 
-    /// The slots' own RAM (request and response-head buffers, state), without socket buffers.
+    /// The server's own RAM (slots, chat ring, interface), without socket storage and buffers.
     #[test]
-    fn slot_ram_budget() {
+    fn ram_budget() {
         let server = core::mem::size_of::<Server<'static, { crate::SLOTS }>>();
+        let slot = core::mem::size_of::<Slot>();
+        let chat = core::mem::size_of::<Chat>();
         let socket = core::mem::size_of::<tcp::Socket<'static>>();
         let storage = core::mem::size_of::<SocketStorage<'static>>();
         std::println!(
-            "Server<10>: {server} bytes; tcp::Socket {socket} bytes; SocketStorage {storage} bytes"
+            "Server<10>: {server} bytes (slot {slot}, chat {chat}); tcp::Socket {socket}; SocketStorage {storage}"
         );
-        // 10 slots of 2 KiB request buffer + 512 B head buffer, plus the interface.
+        // Each slot: its 2 KiB request buffer, 512 B head buffer and ~256 B of state.
+        assert!(slot < REQUEST_BUF + RESPONSE_HEAD + 256, "{slot}");
         assert!(
-            server < 10 * (REQUEST_BUF + RESPONSE_HEAD + 256) + 4096,
-            "{server}"
+            chat < chat::MESSAGES * (chat::MAX_NAME + chat::MAX_TEXT + 32),
+            "{chat}"
         );
+        assert!(server < 10 * slot + chat + 4096, "{server}");
     }
 }

@@ -84,6 +84,25 @@ fn serving_allocates_nothing() {
         &sim.exchange(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     )
     .is_some());
+    // Chat: posts, and a reply larger than the send buffer, streamed from the ring.
+    let text = "%3C%5C%22%26%3E".repeat(50);
+    for i in 0..64 {
+        let body = format!("name=n{i}&text={text}");
+        let req = format!(
+            "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(
+            Response::parse(&sim.exchange(req.as_bytes()))
+                .unwrap()
+                .status,
+            201
+        );
+        requests += 1;
+    }
+    let r = sim.get("/chat?since=0");
+    assert!(r.status == 200 && r.body.len() > smolhttpd::config::TX_BUFFER);
     let n = ALLOCATIONS.load(Ordering::SeqCst);
     assert!(sim.server.stats().requests as usize > requests);
     assert_eq!(n, 0, "the server allocated {n} times while serving");

@@ -1,0 +1,407 @@
+//! The group chat (second seed): a fixed ring of the newest messages, the form decoder for
+//! `POST /chat`, and the JSON writer for `GET /chat?since=N`.
+//!
+//! No sockets and no HTTP framing here: the server hands in decoded bytes and pulls JSON out
+//! through a [`Sink`], which lets it stream a reply larger than its send buffer without a copy.
+
+use core::fmt::Write as _;
+
+/// Messages kept; older ones are dropped as new ones arrive.
+pub const MESSAGES: usize = 64;
+/// Longest name, bytes of UTF-8.
+pub const MAX_NAME: usize = 32;
+/// Longest text, bytes of UTF-8.
+pub const MAX_TEXT: usize = 256;
+/// Longest form body accepted: both fields fully percent-encoded, plus the keys.
+pub const MAX_FORM: usize = 3 * (MAX_NAME + MAX_TEXT) + 32;
+/// The name used when a post has none.
+pub const ANONYMOUS: &str = "anon";
+
+/// One message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: u32,
+    pub name: heapless::String<MAX_NAME>,
+    pub text: heapless::String<MAX_TEXT>,
+}
+
+/// Why a post was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostError {
+    /// Empty or missing text, a bad escape, or invalid UTF-8 (400).
+    Invalid,
+    /// Name or text too long (413).
+    TooLong,
+}
+
+impl core::fmt::Display for PostError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            PostError::Invalid => "empty text or bad form encoding",
+            PostError::TooLong => "name or text too long",
+        })
+    }
+}
+
+/// The ring of the newest [`MESSAGES`] messages.
+#[derive(Debug, Default)]
+pub struct Chat {
+    ring: heapless::Deque<Message, MESSAGES>,
+    last_id: u32,
+}
+
+impl Chat {
+    /// An empty chat.
+    pub const fn new() -> Self {
+        Chat {
+            ring: heapless::Deque::new(),
+            last_id: 0,
+        }
+    }
+
+    /// Decodes a form body and appends the message; returns its id.
+    pub fn post(&mut self, form: &[u8]) -> Result<u32, PostError> {
+        let (name, text) = decode_form(form)?;
+        self.push(&name, &text)
+    }
+
+    /// Appends a message, dropping the oldest when full; returns its id.
+    pub fn push(&mut self, name: &str, text: &str) -> Result<u32, PostError> {
+        if text.is_empty() {
+            return Err(PostError::Invalid);
+        }
+        let name = if name.is_empty() { ANONYMOUS } else { name };
+        let mut msg = Message {
+            id: self.last_id + 1,
+            name: heapless::String::new(),
+            text: heapless::String::new(),
+        };
+        msg.name.push_str(name).map_err(|_| PostError::TooLong)?;
+        msg.text.push_str(text).map_err(|_| PostError::TooLong)?;
+        if self.ring.is_full() {
+            self.ring.pop_front();
+        }
+        self.last_id = msg.id;
+        // Cannot fail: a slot was freed above.
+        let _ = self.ring.push_back(msg);
+        Ok(self.last_id)
+    }
+
+    /// The id of the newest message (0 when none was ever posted).
+    pub fn last_id(&self) -> u32 {
+        self.last_id
+    }
+
+    /// The id of the oldest message kept.
+    pub fn oldest_id(&self) -> Option<u32> {
+        self.ring.front().map(|m| m.id)
+    }
+
+    /// Messages with `since < id <= upto`, oldest first.
+    pub fn range(&self, since: u32, upto: u32) -> impl Iterator<Item = &Message> {
+        self.ring
+            .iter()
+            .filter(move |m| m.id > since && m.id <= upto)
+    }
+}
+
+/// Where JSON goes; `Err(Full)` stops the writer early.
+pub trait Sink {
+    /// Takes `bytes` or reports that no more fit.
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Full>;
+}
+
+/// The sink can take no more bytes now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// Counts bytes (for `Content-Length`).
+#[derive(Debug, Default)]
+pub struct Counter(pub usize);
+
+impl Sink for Counter {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Full> {
+        self.0 += bytes.len();
+        Ok(())
+    }
+}
+
+/// Skips the first `skip` bytes of a stream, then fills `out`.
+#[derive(Debug)]
+pub struct Window<'b> {
+    pub skip: usize,
+    pub out: &'b mut [u8],
+    pub written: usize,
+}
+
+impl Sink for Window<'_> {
+    fn put(&mut self, mut bytes: &[u8]) -> Result<(), Full> {
+        let skipped = self.skip.min(bytes.len());
+        self.skip -= skipped;
+        bytes = &bytes[skipped..];
+        let room = self.out.len() - self.written;
+        let n = room.min(bytes.len());
+        self.out[self.written..self.written + n].copy_from_slice(&bytes[..n]);
+        self.written += n;
+        if n < bytes.len() {
+            Err(Full)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A reply to `GET /chat?since=N`, fixed when the request arrives: the messages with
+/// `since < id <= upto`. Rendering it again gives the same bytes as long as none of them was
+/// dropped from the ring, which [`ChatReply::still_valid`] tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatReply {
+    pub since: u32,
+    pub upto: u32,
+    /// The first id the reply holds (ids below it were already gone).
+    pub first: u32,
+}
+
+impl ChatReply {
+    /// The reply to `since` as the chat stands now.
+    pub fn new(chat: &Chat, since: u32) -> ChatReply {
+        let upto = chat.last_id();
+        let first = chat
+            .oldest_id()
+            .map_or(upto + 1, |o| o.max(since.saturating_add(1)));
+        ChatReply { since, upto, first }
+    }
+
+    /// False once a message of the reply has been dropped from the ring.
+    pub fn still_valid(&self, chat: &Chat) -> bool {
+        self.first > self.upto || chat.oldest_id().is_some_and(|o| o <= self.first)
+    }
+
+    /// Writes the JSON into `sink`.
+    pub fn write(&self, chat: &Chat, sink: &mut impl Sink) -> Result<(), Full> {
+        let mut num = heapless::String::<24>::new();
+        // Cannot fail: a u32 fits in 24 bytes.
+        let next = self.upto;
+        let _ = write!(num, "{next}");
+        sink.put(b"{\"next\":")?;
+        sink.put(num.as_bytes())?;
+        sink.put(b",\"messages\":[")?;
+        for (i, m) in chat.range(self.since, self.upto).enumerate() {
+            num.clear();
+            let _ = write!(num, "{}", m.id);
+            sink.put(if i == 0 { b"{\"id\":" } else { b",{\"id\":" })?;
+            sink.put(num.as_bytes())?;
+            sink.put(b",\"name\":")?;
+            json_string(&m.name, sink)?;
+            sink.put(b",\"text\":")?;
+            json_string(&m.text, sink)?;
+            sink.put(b"}")?;
+        }
+        sink.put(b"]}\n")
+    }
+
+    /// Length of the JSON in bytes.
+    pub fn len(&self, chat: &Chat) -> usize {
+        let mut c = Counter(0);
+        // Cannot fail: a counter is never full.
+        let _ = self.write(chat, &mut c);
+        c.0
+    }
+}
+
+/// Writes `s` as a JSON string. Besides what JSON requires (`"`, `\`, control characters),
+/// `<`, `>`, `&`, U+2028 and U+2029 are escaped, so the output is safe inside HTML `<script>`
+/// and in JavaScript source.
+pub fn json_string(s: &str, sink: &mut impl Sink) -> Result<(), Full> {
+    sink.put(b"\"")?;
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc: Option<&[u8]> = match c {
+            '"' => Some(b"\\\""),
+            '\\' => Some(b"\\\\"),
+            '\n' => Some(b"\\n"),
+            '\r' => Some(b"\\r"),
+            '\t' => Some(b"\\t"),
+            '<' => Some(b"\\u003c"),
+            '>' => Some(b"\\u003e"),
+            '&' => Some(b"\\u0026"),
+            '\u{2028}' => Some(b"\\u2028"),
+            '\u{2029}' => Some(b"\\u2029"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => None,
+            _ => continue,
+        };
+        sink.put(&bytes[start..i])?;
+        match esc {
+            Some(e) => sink.put(e)?,
+            None => {
+                let mut u = heapless::String::<8>::new();
+                let _ = write!(u, "\\u{:04x}", c as u32);
+                sink.put(u.as_bytes())?;
+            }
+        }
+        start = i + c.len_utf8();
+    }
+    sink.put(&bytes[start..])?;
+    sink.put(b"\"")
+}
+
+/// Decodes `name=..&text=..` (application/x-www-form-urlencoded). Unknown fields are ignored;
+/// a repeated field keeps its first value.
+pub fn decode_form(
+    form: &[u8],
+) -> Result<(heapless::String<MAX_NAME>, heapless::String<MAX_TEXT>), PostError> {
+    let mut name = None;
+    let mut text = None;
+    for pair in form.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        match key {
+            b"name" if name.is_none() => name = Some(decode_field::<MAX_NAME>(value)?),
+            b"text" if text.is_none() => text = Some(decode_field::<MAX_TEXT>(value)?),
+            _ => {}
+        }
+    }
+    let text = text.ok_or(PostError::Invalid)?;
+    if text.trim().is_empty() {
+        return Err(PostError::Invalid);
+    }
+    Ok((name.unwrap_or_default(), text))
+}
+
+/// Percent-decodes one field (`+` is a space) into at most `N` bytes of UTF-8.
+fn decode_field<const N: usize>(value: &[u8]) -> Result<heapless::String<N>, PostError> {
+    let mut out = heapless::Vec::<u8, N>::new();
+    let mut i = 0;
+    while i < value.len() {
+        let b = match value[i] {
+            b'+' => b' ',
+            b'%' => {
+                let hex = |c: Option<&u8>| c.and_then(|&c| (c as char).to_digit(16));
+                let (Some(h), Some(l)) = (hex(value.get(i + 1)), hex(value.get(i + 2))) else {
+                    return Err(PostError::Invalid);
+                };
+                i += 2;
+                (h * 16 + l) as u8
+            }
+            b => b,
+        };
+        out.push(b).map_err(|_| PostError::TooLong)?;
+        i += 1;
+    }
+    heapless::String::from_utf8(out).map_err(|_| PostError::Invalid)
+}
+
+/// Parses the query of `GET /chat`: `since=N` (absent: 0). Anything else is ignored.
+pub fn parse_since(query: Option<&str>) -> Option<u32> {
+    let Some(q) = query else { return Some(0) };
+    let mut since = 0;
+    for pair in q.split('&') {
+        if let Some(v) = pair.strip_prefix("since=") {
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            since = v.parse().ok()?;
+        }
+    }
+    Some(since)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::String;
+    use std::vec::Vec;
+
+    struct Collect(Vec<u8>);
+    impl Sink for Collect {
+        fn put(&mut self, b: &[u8]) -> Result<(), Full> {
+            self.0.extend_from_slice(b);
+            Ok(())
+        }
+    }
+
+    fn json(chat: &Chat, since: u32) -> String {
+        let mut c = Collect(Vec::new());
+        ChatReply::new(chat, since).write(chat, &mut c).unwrap();
+        String::from_utf8(c.0).unwrap()
+    }
+
+    #[test]
+    fn forms() {
+        let (n, t) = decode_form(b"name=ana&text=hola+mundo%21").unwrap();
+        assert_eq!((n.as_str(), t.as_str()), ("ana", "hola mundo!"));
+        let (n, t) = decode_form(b"text=%C3%B1&other=1").unwrap();
+        assert_eq!((n.as_str(), t.as_str()), ("", "ñ"));
+        assert_eq!(decode_form(b"name=ana"), Err(PostError::Invalid));
+        assert_eq!(decode_form(b"name=ana&text="), Err(PostError::Invalid));
+        assert_eq!(decode_form(b"text=%zz"), Err(PostError::Invalid));
+        assert_eq!(decode_form(b"text=%C3"), Err(PostError::Invalid));
+        let long = std::format!("text={}", "a".repeat(257));
+        assert_eq!(decode_form(long.as_bytes()), Err(PostError::TooLong));
+        let ok = std::format!("text={}", "a".repeat(256));
+        assert!(decode_form(ok.as_bytes()).is_ok());
+        let name = std::format!("name={}&text=x", "é".repeat(17));
+        assert_eq!(decode_form(name.as_bytes()), Err(PostError::TooLong));
+    }
+
+    #[test]
+    fn json_is_escaped() {
+        let mut chat = Chat::new();
+        chat.push("a\"b", "</script>\u{2028}\\\n\u{1}").unwrap();
+        let s = json(&chat, 0);
+        assert_eq!(
+            s,
+            "{\"next\":1,\"messages\":[{\"id\":1,\"name\":\"a\\\"b\",\"text\":\"\\u003c/script\\u003e\\u2028\\\\\\n\\u0001\"}]}\n"
+        );
+    }
+
+    #[test]
+    fn ring_keeps_the_newest() {
+        let mut chat = Chat::new();
+        for i in 1..=69 {
+            assert_eq!(chat.push("n", &std::format!("m{i}")).unwrap(), i);
+        }
+        let ids: Vec<u32> = chat.range(0, 69).map(|m| m.id).collect();
+        assert_eq!(ids, (6..=69).collect::<Vec<_>>());
+        assert!(json(&chat, 68).contains("\"next\":69"));
+        assert_eq!(json(&chat, 69), "{\"next\":69,\"messages\":[]}\n");
+    }
+
+    #[test]
+    fn window_resumes_byte_exact() {
+        let mut chat = Chat::new();
+        for i in 0..10 {
+            chat.push("ana", &std::format!("message number {i}"))
+                .unwrap();
+        }
+        let reply = ChatReply::new(&chat, 0);
+        let whole = json(&chat, 0);
+        assert_eq!(reply.len(&chat), whole.len());
+        let mut got = Vec::new();
+        while got.len() < whole.len() {
+            let mut buf = [0u8; 37];
+            let mut w = Window {
+                skip: got.len(),
+                out: &mut buf,
+                written: 0,
+            };
+            let _ = reply.write(&chat, &mut w);
+            let n = w.written;
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, whole.as_bytes());
+    }
+
+    #[test]
+    fn since_query() {
+        assert_eq!(parse_since(None), Some(0));
+        assert_eq!(parse_since(Some("since=12")), Some(12));
+        assert_eq!(parse_since(Some("x=1&since=3")), Some(3));
+        assert_eq!(parse_since(Some("since=-1")), None);
+        assert_eq!(parse_since(Some("since=")), None);
+        assert_eq!(parse_since(Some("since=99999999999")), None);
+    }
+}
