@@ -13,17 +13,19 @@
 #   SERVER_ARGS    extra server flags, e.g. "--drop-chance 5" (word-split)
 #   E2E_PCAP=1     also record the server's traffic to $E2E_OUT/server.pcap
 #   MTU, HOST_CIDR passed to tap-up.sh
-#   E2E_SKIP_BROWSER=1  skip the Chromium section
+#   E2E_SKIP_BROWSER=1  skip the Chromium section; CHROMIUM  browser (default /usr/bin/chromium)
+#   CURL_MAX_TIME  per-request curl limit in seconds (default 20; raise with --drop-chance)
 #
 # Output: one line per check, `ok   - what` or `FAIL - what` (with indented details),
 # then `N passed, M failed`. Exit status 0 only if nothing failed.
 #
 # Adding a section: write check functions that print details and return non-zero on
 # failure, then `section "name"` and `check "description" fn args...` before `finish`.
+# shellcheck disable=SC2317,SC2016  # checks are called via check(); single-quoted code is for bash -c / node -e
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 2
 
 TAP=tap0
 SERVER_IP=192.168.69.1
@@ -49,7 +51,7 @@ die() { echo "e2e: $*" >&2; exit 2; }
 in_ns() { ip netns exec "$NS" "$@"; }
 
 # ncurl ARGS...: curl inside the namespace, bounded, quiet but showing errors.
-ncurl() { in_ns curl -sS --noproxy '*' --connect-timeout 5 --max-time 20 "$@"; }
+ncurl() { in_ns curl -sS --noproxy '*' --connect-timeout 5 --max-time "${CURL_MAX_TIME:-20}" "$@"; }
 
 # raw_req TIMEOUT: send stdin as-is over a plain TCP connection to the server (bash
 # /dev/tcp, no half-close) and print everything received until the server closes.
@@ -91,7 +93,7 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 fsize() { stat -c %s "$1"; }
 # header NAME FILE: value of the first header NAME in a dumped head (no CR, trimmed).
 header() {
-  tr -d '\r' <"$2" | awk -v n="$(echo "$1" | tr 'A-Z' 'a-z')" '
+  tr -d '\r' <"$2" | awk -v n="$(echo "$1" | tr '[:upper:]' '[:lower:]')" '
     { i = index($0, ":"); if (i && tolower(substr($0, 1, i - 1)) == n) {
         v = substr($0, i + 1); sub(/^[ \t]+/, "", v); sub(/[ \t]+$/, "", v); print v; exit } }'
 }
@@ -226,12 +228,12 @@ t_browser() {
 # ------------------------------------------------------------------ setup / teardown
 
 cleanup() {
-  local rc=$? i pids
+  local rc=$? pids
   set +e
   trap - EXIT INT TERM
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null
-    for i in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$SERVER_PID" 2>/dev/null; then
       say "server $SERVER_PID ignored SIGTERM for 5 s, sending SIGKILL"
       kill -9 "$SERVER_PID" 2>/dev/null
@@ -243,8 +245,10 @@ cleanup() {
     # browser left behind by a timed-out node): stop it by PID.
     pids=$(ip netns pids "$NS" 2>/dev/null)
     if [ -n "$pids" ]; then
+      # shellcheck disable=SC2086  # one PID per word
       kill $pids 2>/dev/null; sleep 0.5
       pids=$(ip netns pids "$NS" 2>/dev/null)
+      # shellcheck disable=SC2086
       [ -n "$pids" ] && kill -9 $pids 2>/dev/null
     fi
     ip netns del "$NS" 2>/dev/null || say "could not delete namespace $NS"
@@ -277,8 +281,9 @@ need cmp diffutils
 need awk gawk
 if [ "${E2E_SKIP_BROWSER:-0}" != 1 ]; then
   need node nodejs
-  need chromium chromium
-  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || die "${CHROMIUM:-/usr/bin/chromium} missing: apt-get install chromium"
+  node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
+    die "node $(node --version) is too old for playwright-core (needs >= 18)"
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || die "${CHROMIUM:-/usr/bin/chromium} not found: apt-get install chromium"
   if [ ! -f scripts/e2e/node_modules/playwright-core/package.json ]; then
     need npm npm
     say "installing playwright-core into scripts/e2e/node_modules (no browser download)"

@@ -45,8 +45,12 @@ else
 fi
 
 ip link set dev "$TAP" mtu "$MTU"
-# 'replace' makes re-adding the same address a no-op instead of an error.
+# 'replace' makes re-adding the same address a no-op instead of an error; an
+# address left by an earlier run with another HOST_CIDR is removed.
 ip addr replace "$HOST_CIDR" dev "$TAP"
+for old in $(ip -4 -o addr show dev "$TAP" | awk '{print $4}'); do
+  [ "$old" = "$HOST_CIDR" ] || ip addr del "$old" dev "$TAP"
+done
 ip link set dev "$TAP" up
 
 echo "tap-up: $TAP ready: host $HOST_CIDR, mtu $MTU, owner $OWNER"

@@ -653,6 +653,9 @@ impl Slot {
         }
         let head_only = method == Method::Head || reply.status == Status::NotModified;
         let length = reply.content.len(cx.chat);
+        if !head_only {
+            stats.bytes += length as u64;
+        }
         self.body = match reply.content {
             _ if head_only => Body::Static { data: &[], sent: 0 },
             Content::Static(data) => Body::Static { data, sent: 0 },

@@ -4,7 +4,8 @@
 // Checks: the page loads with status 200; every <img> is decoded (naturalWidth > 0);
 // every <video> reaches readyState >= 2 (HAVE_CURRENT_DATA) within VIDEO_TIMEOUT_MS
 // (muted; preload upgraded and load() called if it stalls at metadata); no uncaught
-// page errors. Writes a full-page screenshot to OUTDIR/home.png and prints a JSON
+// page errors, no 4xx/5xx responses (favicon.ico aside), no failed requests other
+// than media's own aborts. Writes a full-page screenshot to OUTDIR/home.png and prints a JSON
 // summary on stdout. Exit status: 0 all good, 1 a check failed, 2 usage/launch error.
 //
 // Run it inside the test's network namespace (scripts/e2e.sh does):
@@ -44,7 +45,7 @@ const summary = {
   videos: [],
   responses: [],       // every response: 'STATUS METHOD URL (range R)'
   httpErrors: [],      // responses >= 400 (favicon.ico excluded from failure)
-  failedRequests: [],  // network-level failures (media aborts are normal, informative only)
+  failedRequests: [],  // network-level failures: fail, except net::ERR_ABORTED (media does that)
   pageErrors: [],      // uncaught exceptions: fail
   consoleErrors: [],   // informative
   screenshot: null,
@@ -127,8 +128,11 @@ try {
     for (const img of Array.from(document.images)) {
       let decodeError = null;
       try { await img.decode(); } catch (e) { decodeError = String(e); }
+      const src = img.currentSrc || img.src;
+      const timing = performance.getEntriesByName(src)[0];
       out.push({
-        src: img.currentSrc || img.src,
+        src,
+        bytes: timing ? timing.decodedBodySize : null,
         complete: img.complete,
         naturalWidth: img.naturalWidth,
         naturalHeight: img.naturalHeight,
@@ -190,6 +194,11 @@ try {
   }
 
   for (const e of summary.pageErrors) summary.failures.push(`page error: ${e}`);
+  // A media element cancelling its own range request (net::ERR_ABORTED) is normal;
+  // any other network failure (reset, truncated body, length mismatch) is not.
+  for (const e of summary.failedRequests) {
+    if (!/net::ERR_ABORTED$/.test(e)) summary.failures.push(`request failed: ${e}`);
+  }
   for (const e of summary.httpErrors) {
     if (!/\/favicon\.ico$/.test(e)) summary.failures.push(`http error: ${e}`);
   }

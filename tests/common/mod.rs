@@ -108,6 +108,7 @@ pub struct Conn {
     next_send: Instant,
     /// Close our side after this many complete responses (None: wait for the server to close).
     close_after: Option<usize>,
+    no_read: bool,
     /// All bytes received.
     pub received: Vec<u8>,
     /// The server closed (FIN) or reset.
@@ -125,6 +126,8 @@ pub struct Conn {
 #[derive(Clone, Default)]
 pub struct Opts {
     pub gap: Option<Duration>,
+    /// Never read: the receive window fills and stays shut.
+    pub no_read: bool,
     pub close_after: Option<usize>,
 }
 
@@ -241,6 +244,7 @@ impl<const N: usize> Sim<N> {
             gap: opts.gap,
             next_send: self.now,
             close_after: opts.close_after,
+            no_read: opts.no_read,
             received: Vec::new(),
             ended: false,
             reset: false,
@@ -286,7 +290,7 @@ impl<const N: usize> Sim<N> {
                     c.next_send = now + g;
                 }
             }
-            while s.can_recv() {
+            while s.can_recv() && !c.no_read {
                 let n = s
                     .recv(|d| {
                         c.received.extend_from_slice(d);

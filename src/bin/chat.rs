@@ -1,0 +1,1313 @@
+//! `chat`: the command-line client for smolhttpd's group chat (the lab02 seed's
+//! `Client1.py SERVER_IP PORT`).
+//!
+//! ```text
+//! chat 192.168.69.1 80 --name ana        # interactive: shows messages, posts each line typed
+//! printf 'hola\nchao\n' | chat 192.168.69.1 80   # posts each line read, then exits
+//! chat 192.168.69.1 80 --listen --for 5  # prints the messages there are and arrive in 5 s
+//! chat 192.168.69.1 80 --once            # prints all kept messages and exits
+//! ```
+//!
+//! It speaks the chat API of the server (`POST /chat` with a form body, `GET /chat?since=N`
+//! answered with JSON) over a deliberately tiny HTTP/1.1 client: one `TcpStream` per request
+//! with `Connection: close`, so the server's idle-connection closing never bites. It needs
+//! nothing beyond std, clap and httparse; the JSON reply is read by the small parser below.
+//!
+//! Names and texts come from other people: control characters in them are replaced by U+FFFD
+//! before printing, so a message cannot move the cursor or change colours.
+//!
+//! Exit status: 0 ok, 1 an error (a post failed, the server could not be reached), 2 bad usage.
+
+use std::fmt;
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+/// Connect, read and write timeout of each request.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often new messages are asked for.
+const POLL: Duration = Duration::from_secs(1);
+/// Longest wait between retries while the server cannot be reached.
+const MAX_BACKOFF: Duration = Duration::from_secs(16);
+/// Limits on what is accepted from the server.
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_BODY: usize = 4 * 1024 * 1024;
+/// The server's limits (bytes of UTF-8), used to explain a 413.
+const MAX_NAME: usize = 32;
+const MAX_TEXT: usize = 256;
+/// Messages shown when the interactive client starts.
+const HISTORY: usize = 10;
+/// What to try when the server cannot be reached.
+const HINT: &str = "is smolhttpd running? sudo scripts/tap-up.sh && cargo run";
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Command-line client for the smolhttpd group chat")]
+struct Args {
+    /// Server address (IP or host name), e.g. 192.168.69.1
+    server: String,
+    /// Server TCP port, e.g. 80
+    port: u16,
+    /// Name shown with your messages [default: $USER, or "anon"]
+    #[arg(short, long)]
+    name: Option<String>,
+    /// Post nothing; print the kept messages, then new ones as they arrive
+    #[arg(long, visible_alias = "follow", conflicts_with = "once")]
+    listen: bool,
+    /// With --listen: stop after SECONDS and exit
+    #[arg(long = "for", value_name = "SECONDS", requires = "listen")]
+    for_secs: Option<u64>,
+    /// Print all kept messages and exit
+    #[arg(long)]
+    once: bool,
+    /// Report each successful post (with its id) on stderr
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let server = Server {
+        host: args.server.clone(),
+        port: args.port,
+    };
+    let name = args.name.clone().unwrap_or_else(default_name);
+    let ok = if args.once {
+        once(&server)
+    } else if args.listen {
+        listen(&server, args.for_secs.map(Duration::from_secs))
+    } else if io::stdin().is_terminal() {
+        interactive(&server, &name)
+    } else {
+        post_lines(&server, &name, io::stdin().lock(), args.verbose)
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn default_name() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "anon".to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modes
+
+/// `--once`: prints every kept message.
+fn once(server: &Server) -> bool {
+    match fetch(server, 0) {
+        Ok(batch) => {
+            let mut out = io::stdout().lock();
+            for m in &batch.messages {
+                let _ = writeln!(out, "{}", format_message(m));
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("chat: {e}");
+            false
+        }
+    }
+}
+
+/// `--listen [--for SECONDS]`: prints the kept messages, then new ones as they arrive. True
+/// when at least one poll succeeded.
+fn listen(server: &Server, duration: Option<Duration>) -> bool {
+    let deadline = duration.map(|d| Instant::now() + d);
+    let mut follower = Follower::new(0);
+    loop {
+        let delay = follower.step(server, &mut io::stdout().lock());
+        let now = Instant::now();
+        match deadline {
+            Some(end) if now >= end => return follower.ever_ok,
+            Some(end) => thread::sleep(delay.min(end - now)),
+            None => thread::sleep(delay),
+        }
+    }
+}
+
+/// stdin is a terminal: shows the last messages, follows new ones in a background thread, and
+/// posts each line typed until end of input (Ctrl-D).
+fn interactive(server: &Server, name: &str) -> bool {
+    let batch = match fetch(server, 0) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return false;
+        }
+    };
+    eprintln!(
+        "chat: connected to {} as {}; type a message and press Enter, Ctrl-D to quit",
+        server.authority(),
+        sanitize(name)
+    );
+    {
+        let mut out = io::stdout().lock();
+        let skip = batch.messages.len().saturating_sub(HISTORY);
+        if skip > 0 {
+            let _ = writeln!(out, "({skip} earlier messages not shown; --once shows all)");
+        }
+        for m in &batch.messages[skip..] {
+            let _ = writeln!(out, "{}", format_message(m));
+        }
+    }
+    let poller = server.clone();
+    let mut follower = Follower::new(batch.next);
+    thread::spawn(move || loop {
+        let delay = follower.step(&poller, &mut io::stdout().lock());
+        thread::sleep(delay);
+    });
+    for line in lines(io::stdin().lock()) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = post(server, name, &line) {
+            eprintln!("chat: {e}");
+        }
+    }
+    true
+}
+
+/// stdin is not a terminal: posts each non-empty line in order. False if any post failed.
+fn post_lines(server: &Server, name: &str, input: impl BufRead, verbose: bool) -> bool {
+    let mut ok = true;
+    for line in lines(input) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match post(server, name, &line) {
+            Ok(id) if verbose => eprintln!("chat: posted message {id}"),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("chat: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// The lines of `input` without their `\n` / `\r\n`; bytes that are not UTF-8 become U+FFFD.
+/// Stops at end of input or at a read error.
+fn lines(input: impl BufRead) -> impl Iterator<Item = String> {
+    input.split(b'\n').map_while(Result::ok).map(|mut l| {
+        if l.last() == Some(&b'\r') {
+            l.pop();
+        }
+        String::from_utf8_lossy(&l).into_owned()
+    })
+}
+
+/// Polls for new messages and prints them; reports lost and regained connections once each.
+struct Follower {
+    since: u64,
+    failing: bool,
+    backoff: Duration,
+    ever_ok: bool,
+}
+
+impl Follower {
+    fn new(since: u64) -> Follower {
+        Follower {
+            since,
+            failing: false,
+            backoff: POLL,
+            ever_ok: false,
+        }
+    }
+
+    /// Asks once for messages after `since`, prints them, and returns how long to wait before
+    /// the next step.
+    fn step(&mut self, server: &Server, out: &mut impl Write) -> Duration {
+        match fetch(server, self.since) {
+            Ok(batch) => {
+                if self.failing {
+                    eprintln!("chat: the server answers again");
+                }
+                self.failing = false;
+                self.ever_ok = true;
+                self.backoff = POLL;
+                if batch.next < self.since {
+                    // Ids never go back: the server was restarted with a fresh chat.
+                    eprintln!(
+                        "chat: the server was restarted; showing its messages from the start"
+                    );
+                    self.since = 0;
+                    return Duration::ZERO;
+                }
+                for line in self.lines_for(&batch) {
+                    let _ = writeln!(out, "{line}");
+                }
+                let _ = out.flush();
+                POLL
+            }
+            Err(e) => {
+                if self.failing {
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                } else {
+                    eprintln!("chat: {e} (retrying)");
+                    self.failing = true;
+                    self.backoff = POLL;
+                }
+                self.backoff
+            }
+        }
+    }
+
+    /// The lines to print for `batch` (new messages, and a note when some were missed), and
+    /// `since` moved past them.
+    fn lines_for(&mut self, batch: &Batch) -> Vec<String> {
+        let mut lines = Vec::new();
+        let fresh = batch.messages.iter().filter(|m| m.id > self.since);
+        for (i, m) in fresh.enumerate() {
+            if i == 0 && self.since > 0 && m.id > self.since + 1 {
+                lines.push("(older messages were dropped)".to_string());
+            }
+            lines.push(format_message(m));
+        }
+        let last = batch.messages.last().map_or(0, |m| m.id);
+        self.since = self.since.max(batch.next).max(last);
+        lines
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chat API
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Message {
+    id: u64,
+    name: String,
+    text: String,
+}
+
+/// A reply to `GET /chat?since=N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Batch {
+    next: u64,
+    messages: Vec<Message>,
+}
+
+/// `GET /chat?since=N`.
+fn fetch(server: &Server, since: u64) -> Result<Batch, String> {
+    let resp = server
+        .request("GET", &format!("/chat?since={since}"), None)
+        .map_err(|e| e.to_string())?;
+    if resp.status != 200 {
+        return Err(status_error(&resp));
+    }
+    let body = std::str::from_utf8(&resp.body).map_err(|_| bad_reply("the JSON is not UTF-8"))?;
+    parse_batch(body).map_err(|e| bad_reply(&e))
+}
+
+/// `POST /chat`; the id of the new message (0 if the server did not say).
+fn post(server: &Server, name: &str, text: &str) -> Result<u64, String> {
+    let form = form_encode(&[("name", name), ("text", text)]);
+    let resp = server
+        .request("POST", "/chat", Some(&form))
+        .map_err(|e| e.to_string())?;
+    match resp.status {
+        200 | 201 => Ok(std::str::from_utf8(&resp.body)
+            .ok()
+            .and_then(|b| parse_posted_id(b).ok())
+            .unwrap_or(0)),
+        _ => Err(post_error(&resp, name, text)),
+    }
+}
+
+fn bad_reply(what: &str) -> String {
+    format!("bad reply from the server: {what}")
+}
+
+/// Explains a failed post in plain words, deciding by what was sent.
+fn post_error(resp: &Response, name: &str, text: &str) -> String {
+    match resp.status {
+        413 if name.len() > MAX_NAME => format!("name too long (max {MAX_NAME} bytes)"),
+        413 if text.len() > MAX_TEXT => format!("message too long (max {MAX_TEXT} bytes)"),
+        413 => format!("name or message too long (max {MAX_NAME} / {MAX_TEXT} bytes)"),
+        400 if text.trim().is_empty() => "empty message".to_string(),
+        400 => format!("the server rejected the message{}", detail(&resp.body)),
+        _ => status_error(resp),
+    }
+}
+
+/// A reply that is not the expected one, as `server replied 415 Unsupported Media Type: ...`.
+fn status_error(resp: &Response) -> String {
+    let reason = sanitize(resp.reason.trim());
+    let sep = if reason.is_empty() { "" } else { " " };
+    format!(
+        "server replied {}{sep}{reason}{}",
+        resp.status,
+        detail(&resp.body)
+    )
+}
+
+/// `": "` and the first line of an error body (short plain text), or nothing.
+fn detail(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        return String::new();
+    }
+    let mut short: String = line.chars().take(120).collect();
+    if short.len() < line.len() {
+        short.push('…');
+    }
+    format!(": {}", sanitize(&short))
+}
+
+/// `name: text`, safe to print on a terminal.
+fn format_message(m: &Message) -> String {
+    format!("{}: {}", sanitize(&m.name), sanitize(&m.text))
+}
+
+/// Replaces control characters (C0, DEL, C1: what can drive a terminal) by U+FFFD.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+/// `application/x-www-form-urlencoded`: unreserved characters as they are, space as `+`,
+/// every other byte of the UTF-8 as `%XX`.
+fn form_encode(fields: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        percent_encode(key, &mut out);
+        out.push('=');
+        percent_encode(value, &mut out);
+    }
+    out
+}
+
+fn percent_encode(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char);
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 15)] as char);
+            }
+        }
+    }
+}
+
+/// `{"next":M,"messages":[{"id":..,"name":"..","text":".."},...]}`.
+fn parse_batch(body: &str) -> Result<Batch, String> {
+    let json = parse_json(body)?;
+    let next = json
+        .get("next")
+        .and_then(Json::as_u64)
+        .ok_or("no \"next\" number")?;
+    let Some(Json::Arr(list)) = json.get("messages") else {
+        return Err("no \"messages\" list".to_string());
+    };
+    let mut messages = Vec::with_capacity(list.len());
+    for m in list {
+        let id = m
+            .get("id")
+            .and_then(Json::as_u64)
+            .ok_or("a message without id")?;
+        let field = |key: &str| m.get(key).and_then(Json::as_str).map(str::to_string);
+        messages.push(Message {
+            id,
+            name: field("name").unwrap_or_default(),
+            text: field("text").ok_or("a message without text")?,
+        });
+    }
+    Ok(Batch { next, messages })
+}
+
+/// `{"id":ID}`.
+fn parse_posted_id(body: &str) -> Result<u64, String> {
+    parse_json(body)?
+        .get("id")
+        .and_then(Json::as_u64)
+        .ok_or_else(|| "no \"id\" number".to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON: a small, strict parser (RFC 8259), enough for the chat's replies.
+
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    /// The number as written.
+    Num(String),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            Json::Num(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn parse_json(s: &str) -> Result<Json, String> {
+    let mut p = JsonParser {
+        s: s.as_bytes(),
+        pos: 0,
+        depth: 0,
+    };
+    let v = p.value()?;
+    p.ws();
+    if p.pos != p.s.len() {
+        return Err(p.error("trailing characters"));
+    }
+    Ok(v)
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    pos: usize,
+    depth: usize,
+}
+
+impl JsonParser<'_> {
+    const MAX_DEPTH: usize = 32;
+
+    fn error(&self, what: &str) -> String {
+        format!("bad JSON at byte {}: {what}", self.pos)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        self.ws();
+        let hit = self.peek() == Some(b);
+        if hit {
+            self.pos += 1;
+        }
+        hit
+    }
+
+    fn expect(&mut self, b: u8) -> Result<(), String> {
+        if self.eat(b) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected '{}'", b as char)))
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        self.ws();
+        match self.peek() {
+            Some(b'{') => self.nested(Self::object),
+            Some(b'[') => self.nested(Self::array),
+            Some(b'"') => self.string().map(Json::Str),
+            Some(b't') => self.literal("true", Json::Bool(true)),
+            Some(b'f') => self.literal("false", Json::Bool(false)),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.error("unexpected character")),
+            None => Err(self.error("unexpected end")),
+        }
+    }
+
+    fn nested(&mut self, f: fn(&mut Self) -> Result<Json, String>) -> Result<Json, String> {
+        if self.depth == Self::MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        self.depth += 1;
+        let v = f(self);
+        self.depth -= 1;
+        v
+    }
+
+    fn object(&mut self) -> Result<Json, String> {
+        self.expect(b'{')?;
+        let mut fields = Vec::new();
+        if self.eat(b'}') {
+            return Ok(Json::Obj(fields));
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a key"));
+            }
+            let key = self.string()?;
+            self.expect(b':')?;
+            fields.push((key, self.value()?));
+            if self.eat(b'}') {
+                return Ok(Json::Obj(fields));
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    fn array(&mut self) -> Result<Json, String> {
+        self.expect(b'[')?;
+        let mut items = Vec::new();
+        if self.eat(b']') {
+            return Ok(Json::Arr(items));
+        }
+        loop {
+            items.push(self.value()?);
+            if self.eat(b']') {
+                return Ok(Json::Arr(items));
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    fn literal(&mut self, word: &str, v: Json) -> Result<Json, String> {
+        if self.s[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(v)
+        } else {
+            Err(self.error("unknown literal"))
+        }
+    }
+
+    fn number(&mut self) -> Result<Json, String> {
+        let start = self.pos;
+        let digits = |p: &mut Self| {
+            let from = p.pos;
+            while matches!(p.peek(), Some(b'0'..=b'9')) {
+                p.pos += 1;
+            }
+            p.pos > from
+        };
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        if self.peek() == Some(b'0') {
+            self.pos += 1;
+        } else if !digits(self) {
+            return Err(self.error("bad number"));
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !digits(self) {
+                return Err(self.error("bad number"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if !digits(self) {
+                return Err(self.error("bad number"));
+            }
+        }
+        // Only ASCII was consumed, so this is a char boundary.
+        let text = String::from_utf8_lossy(&self.s[start..self.pos]).into_owned();
+        Ok(Json::Num(text))
+    }
+
+    /// A string, at its opening quote. Lone surrogates become U+FFFD.
+    fn string(&mut self) -> Result<String, String> {
+        self.pos += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let Some(b) = self.peek() else {
+                return Err(self.error("unterminated string"));
+            };
+            self.pos += 1;
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let Some(e) = self.peek() else {
+                        return Err(self.error("unterminated string"));
+                    };
+                    self.pos += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => return Err(self.error("bad escape")),
+                    };
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                0..=0x1f => return Err(self.error("control character in string")),
+                _ => out.push(b),
+            }
+        }
+        // The input is a &str and escapes add whole characters, so this cannot fail.
+        String::from_utf8(out).map_err(|_| self.error("not UTF-8"))
+    }
+
+    /// The character of a `\uXXXX` escape, after its `u`; a surrogate pair takes two escapes.
+    fn unicode_escape(&mut self) -> Result<char, String> {
+        let hi = self.hex4()?;
+        let code = match hi {
+            0xD800..=0xDBFF => {
+                let rest = &self.s[self.pos..];
+                let lo = if rest.starts_with(b"\\u") {
+                    let save = self.pos;
+                    self.pos += 2;
+                    let lo = self.hex4()?;
+                    if !(0xDC00..=0xDFFF).contains(&lo) {
+                        self.pos = save; // not a pair: leave the escape for the next round
+                    }
+                    lo
+                } else {
+                    0
+                };
+                if (0xDC00..=0xDFFF).contains(&lo) {
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    0xFFFD
+                }
+            }
+            0xDC00..=0xDFFF => 0xFFFD,
+            c => c,
+        };
+        Ok(char::from_u32(code).unwrap_or('\u{FFFD}'))
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let digits = self
+            .s
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error("short \\u escape"))?;
+        let mut v = 0;
+        for &d in digits {
+            let n = (d as char)
+                .to_digit(16)
+                .ok_or_else(|| self.error("bad \\u escape"))?;
+            v = v * 16 + n;
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1: one request per connection.
+
+#[derive(Debug, Clone)]
+struct Server {
+    host: String,
+    port: u16,
+}
+
+/// A reply: status, reason phrase and the whole body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Response {
+    status: u16,
+    reason: String,
+    body: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum NetError {
+    /// The address could not be resolved or reached.
+    Connect(String, String),
+    /// The connection failed after it was made.
+    Io(String),
+    /// The server's reply is not HTTP as expected.
+    Protocol(String),
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::Connect(addr, why) => write!(f, "cannot connect to {addr}: {why} ({HINT})"),
+            NetError::Io(why) => write!(f, "connection to the server failed: {why}"),
+            NetError::Protocol(why) => write!(f, "bad reply from the server: {why}"),
+        }
+    }
+}
+
+/// An I/O error in a few words: "Connection refused", "timed out" (without "(os error 111)").
+fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".to_string(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
+}
+
+impl Server {
+    /// `host:port` (`[v6]:port`), for messages and the Host header.
+    fn authority(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    fn connect(&self) -> Result<TcpStream, NetError> {
+        let fail = |why: String| NetError::Connect(self.authority(), why);
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        let addrs = (host, self.port)
+            .to_socket_addrs()
+            .map_err(|e| fail(io_reason(&e)))?;
+        let mut last = fail("no address found".to_string());
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, TIMEOUT) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = fail(io_reason(&e)),
+            }
+        }
+        Err(last)
+    }
+
+    /// Sends one request (`Connection: close`; with a form body when `form` is given) and
+    /// reads the whole reply.
+    fn request(&self, method: &str, path: &str, form: Option<&str>) -> Result<Response, NetError> {
+        let mut stream = self.connect()?;
+        let io = |e: io::Error| NetError::Io(io_reason(&e));
+        stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+        stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+        let _ = stream.set_nodelay(true);
+        let request = build_request(method, &self.authority(), path, form);
+        stream.write_all(request.as_bytes()).map_err(io)?;
+        read_response(stream)
+    }
+}
+
+fn build_request(method: &str, authority: &str, path: &str, form: Option<&str>) -> String {
+    let body_headers = form.map_or(String::new(), |body| {
+        format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    });
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: smolhttpd-chat/{}\r\n\
+         Accept: application/json\r\nConnection: close\r\n{body_headers}\r\n{}",
+        env!("CARGO_PKG_VERSION"),
+        form.unwrap_or("")
+    )
+}
+
+/// The parsed head of a reply.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    /// Bytes up to and including the blank line.
+    len: usize,
+    status: u16,
+    reason: String,
+    content_length: Option<usize>,
+}
+
+/// Parses a reply head; `None` while it is incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, NetError> {
+    let bad = |why: String| NetError::Protocol(why);
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(bad(format!("malformed head ({e})"))),
+    };
+    let mut content_length = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| bad("bad Content-Length".to_string()))?;
+            if content_length.is_some_and(|m| m != n) {
+                return Err(bad("conflicting Content-Length headers".to_string()));
+            }
+            content_length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(bad("Transfer-Encoding is not supported".to_string()));
+        }
+    }
+    Ok(Some(Head {
+        len,
+        status: resp.code.unwrap_or(0),
+        reason: resp.reason.unwrap_or("").to_string(),
+        content_length,
+    }))
+}
+
+/// Reads a whole reply: the head, then the body by Content-Length (without one: to the end).
+fn read_response(mut r: impl Read) -> Result<Response, NetError> {
+    let mut buf = Vec::with_capacity(4096);
+    let head = loop {
+        if let Some(head) = parse_head(&buf)? {
+            break head;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(NetError::Protocol("head too long".to_string()));
+        }
+        if read_some(&mut r, &mut buf)? == 0 {
+            return Err(NetError::Protocol(if buf.is_empty() {
+                "connection closed without a reply".to_string()
+            } else {
+                "connection closed in the middle of the head".to_string()
+            }));
+        }
+    };
+    let mut body = buf.split_off(head.len);
+    let no_body = head.status < 200 || head.status == 204 || head.status == 304;
+    match head.content_length {
+        _ if no_body => body.clear(),
+        Some(n) if n > MAX_BODY => return Err(NetError::Protocol("body too long".to_string())),
+        Some(n) => {
+            while body.len() < n {
+                if read_some(&mut r, &mut body)? == 0 {
+                    return Err(NetError::Protocol(format!(
+                        "connection closed after {} of {n} body bytes",
+                        body.len()
+                    )));
+                }
+            }
+            body.truncate(n);
+        }
+        None => {
+            while read_some(&mut r, &mut body)? > 0 {
+                if body.len() > MAX_BODY {
+                    return Err(NetError::Protocol("body too long".to_string()));
+                }
+            }
+        }
+    }
+    Ok(Response {
+        status: head.status,
+        reason: head.reason,
+        body,
+    })
+}
+
+/// One `read` appended to `buf`; 0 at end of stream.
+fn read_some(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<usize, NetError> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match r.read(&mut chunk) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(NetError::Io(io_reason(&e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn resp(status: u16, reason: &str, body: &str) -> Response {
+        Response {
+            status,
+            reason: reason.to_string(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn msg(id: u64, name: &str, text: &str) -> Message {
+        Message {
+            id,
+            name: name.to_string(),
+            text: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(
+            form_encode(&[("name", "ana"), ("text", "hola mundo")]),
+            "name=ana&text=hola+mundo"
+        );
+        assert_eq!(
+            form_encode(&[("text", "a+b&c=d%e/f?g#h")]),
+            "text=a%2Bb%26c%3Dd%25e%2Ff%3Fg%23h"
+        );
+        assert_eq!(form_encode(&[("t", "-._~AZaz09")]), "t=-._~AZaz09");
+        assert_eq!(
+            form_encode(&[("t", "ñ€😀")]),
+            "t=%C3%B1%E2%82%AC%F0%9F%98%80"
+        );
+        assert_eq!(form_encode(&[("t", "<\"'\n\t>")]), "t=%3C%22%27%0A%09%3E");
+        assert_eq!(form_encode(&[("name", ""), ("text", "x")]), "name=&text=x");
+    }
+
+    #[test]
+    fn json_batch() {
+        let b = parse_batch(
+            r#"{"next":3,"messages":[{"id":2,"name":"ana","text":"hola"},{"id":3,"name":"bo","text":"chao"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(b.next, 3);
+        assert_eq!(
+            b.messages,
+            vec![msg(2, "ana", "hola"), msg(3, "bo", "chao")]
+        );
+        let b = parse_batch(" {\"next\" : 0 , \"messages\" : [ ] }\n").unwrap();
+        assert_eq!(
+            b,
+            Batch {
+                next: 0,
+                messages: vec![]
+            }
+        );
+        // Unknown fields and field order do not matter.
+        let b = parse_batch(
+            r#"{"messages":[{"text":"t","extra":[1,{"a":null}],"name":"n","id":7}],"v":true,"next":7}"#,
+        )
+        .unwrap();
+        assert_eq!(b.messages, vec![msg(7, "n", "t")]);
+        assert_eq!(parse_posted_id("{\"id\":42}\n"), Ok(42));
+    }
+
+    #[test]
+    fn json_tricky_strings() {
+        let body = r#"{"next":9,"messages":[{"id":9,"name":"a\"b\\c,}:{","text":"\u003c/script\u003e \u0026 \/ \n\t\r\" \u00f1 \u2028\u2029 \ud83d\ude00 \uD83D\uDE00"}]}"#;
+        let b = parse_batch(body).unwrap();
+        let m = &b.messages[0];
+        assert_eq!(m.name, "a\"b\\c,}:{");
+        assert_eq!(m.text, "</script> & / \n\t\r\" ñ \u{2028}\u{2029} 😀 😀");
+        // Raw (unescaped) non-ASCII passes through.
+        assert_eq!(parse_json(r#""ñ€😀""#), Ok(Json::Str("ñ€😀".into())));
+        // Lone surrogates become U+FFFD; what follows is kept.
+        assert_eq!(
+            parse_json(r#""\ud83dx""#),
+            Ok(Json::Str("\u{FFFD}x".into()))
+        );
+        assert_eq!(parse_json(r#""\ude00""#), Ok(Json::Str("\u{FFFD}".into())));
+        assert_eq!(
+            parse_json(r#""\ud83d\u0041""#),
+            Ok(Json::Str("\u{FFFD}A".into()))
+        );
+        assert_eq!(parse_json(r#""\ud83d""#), Ok(Json::Str("\u{FFFD}".into())));
+        assert_eq!(
+            parse_json(r#""\u0000\b\f""#),
+            Ok(Json::Str("\0\u{8}\u{c}".into()))
+        );
+    }
+
+    #[test]
+    fn json_errors() {
+        for bad in [
+            "",
+            "{",
+            r#"{"next":1"#,
+            r#"{"next":1,}"#,
+            r#"{"next":01}"#,
+            r#"{"a":"x"} x"#,
+            r#""\x""#,
+            r#""\u12""#,
+            r#""\u12G4""#,
+            "\"a\nb\"",
+            r#""abc"#,
+            "[1,]",
+            "tru",
+            "-",
+            "1.",
+            "1e",
+        ] {
+            assert!(parse_json(bad).is_err(), "accepted {bad:?}");
+        }
+        assert!(parse_json(&"[".repeat(100)).is_err());
+        assert!(parse_batch(r#"{"next":1}"#).is_err());
+        assert!(parse_batch(r#"{"next":"1","messages":[]}"#).is_err());
+        assert!(parse_batch(r#"{"next":1,"messages":[{"name":"a","text":"b"}]}"#).is_err());
+        assert!(parse_batch(r#"{"next":-1,"messages":[]}"#).is_err());
+        assert_eq!(
+            parse_json("[-1.5e+3,true,false,null]"),
+            Ok(Json::Arr(vec![
+                Json::Num("-1.5e+3".into()),
+                Json::Bool(true),
+                Json::Bool(false),
+                Json::Null
+            ]))
+        );
+    }
+
+    #[test]
+    fn response_head() {
+        let raw = b"HTTP/1.1 201 Created\r\nLocation: /chat?since=5\r\ncontent-length: 8\r\n\r\n{\"id\":5}";
+        let head = parse_head(raw).unwrap().unwrap();
+        assert_eq!(
+            head,
+            Head {
+                len: raw.len() - 8,
+                status: 201,
+                reason: "Created".into(),
+                content_length: Some(8),
+            }
+        );
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Len")
+            .unwrap()
+            .is_none());
+        assert!(parse_head(b"").unwrap().is_none());
+        assert!(parse_head(b"HTTX/1.1 200 OK\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+        assert!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+                .is_err()
+        );
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn whole_responses() {
+        let r = read_response(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello, and more"[..]);
+        assert_eq!(r.unwrap(), resp(200, "OK", "hello"));
+        let r = read_response(
+            &b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\nempty text\n"[..],
+        );
+        assert_eq!(r.unwrap(), resp(400, "Bad Request", "empty text\n"));
+        // Body cut short, nothing at all, head cut short.
+        assert!(read_response(&b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello"[..]).is_err());
+        assert!(read_response(&b""[..]).is_err());
+        assert!(read_response(&b"HTTP/1.1 200 OK\r\n"[..]).is_err());
+        // A head split over many reads.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(3);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 29\r\n\r\n{\"next\":0,\"messages\":[]}     ";
+        let r = read_response(Trickle(raw)).unwrap();
+        assert_eq!(
+            parse_batch(std::str::from_utf8(&r.body).unwrap())
+                .unwrap()
+                .next,
+            0
+        );
+    }
+
+    #[test]
+    fn requests() {
+        assert_eq!(
+            build_request("POST", "h:80", "/chat", Some("name=a&text=b")),
+            format!(
+                "POST /chat HTTP/1.1\r\nHost: h:80\r\nUser-Agent: smolhttpd-chat/{}\r\n\
+                 Accept: application/json\r\nConnection: close\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 13\r\n\r\n\
+                 name=a&text=b",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        let get = build_request("GET", "h:80", "/chat?since=3", None);
+        assert!(get.starts_with("GET /chat?since=3 HTTP/1.1\r\n"));
+        assert!(get.ends_with("Connection: close\r\n\r\n"));
+        assert!(!get.contains("Content-Length"));
+        let v6 = Server {
+            host: "::1".into(),
+            port: 8080,
+        };
+        assert_eq!(v6.authority(), "[::1]:8080");
+    }
+
+    #[test]
+    fn post_error_messages() {
+        let long_name = "n".repeat(33);
+        let long_text = "t".repeat(257);
+        let r413 = resp(413, "Payload Too Large", "too large");
+        assert_eq!(
+            post_error(&r413, &long_name, "hi"),
+            "name too long (max 32 bytes)"
+        );
+        assert_eq!(
+            post_error(&r413, "ana", &long_text),
+            "message too long (max 256 bytes)"
+        );
+        // 32 × "ñ" is 64 bytes.
+        assert_eq!(
+            post_error(&r413, &"ñ".repeat(32), "hi"),
+            "name too long (max 32 bytes)"
+        );
+        assert!(post_error(&r413, "ana", "hi").contains("too long"));
+        let r400 = resp(400, "Bad Request", "empty text");
+        assert_eq!(post_error(&r400, "ana", ""), "empty message");
+        assert_eq!(
+            post_error(&r400, "ana", "x"),
+            "the server rejected the message: empty text"
+        );
+        assert_eq!(
+            post_error(
+                &resp(415, "Unsupported Media Type", "use a form\r\nmore"),
+                "a",
+                "b"
+            ),
+            "server replied 415 Unsupported Media Type: use a form"
+        );
+        assert_eq!(
+            post_error(&resp(503, "", ""), "a", "b"),
+            "server replied 503"
+        );
+        // Server text is sanitized too.
+        assert_eq!(
+            status_error(&resp(500, "Oops\u{1b}", "\u{1b}[31mred")),
+            "server replied 500 Oops\u{FFFD}: \u{FFFD}[31mred"
+        );
+    }
+
+    #[test]
+    fn connect_error_message() {
+        // Bind then drop to get a port that (almost certainly) refuses.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Server {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let e = server
+            .request("GET", "/chat?since=0", None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("cannot connect to 127.0.0.1:{port}: Connection refused ({HINT})")
+        );
+    }
+
+    #[test]
+    fn sanitizing() {
+        assert_eq!(
+            sanitize("a\u{1b}[2Jb\r\n\t\u{7f}\u{9b}c ñ"),
+            "a\u{FFFD}[2Jb\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}c ñ"
+        );
+        assert_eq!(
+            format_message(&msg(1, "a\nb", "<b>hi</b>")),
+            "a\u{FFFD}b: <b>hi</b>"
+        );
+    }
+
+    #[test]
+    fn following() {
+        let mut f = Follower::new(0);
+        let batch = Batch {
+            next: 5,
+            messages: vec![msg(4, "a", "x"), msg(5, "b", "y")],
+        };
+        // From 0, a first id above 1 is no news: the server keeps only the newest.
+        assert_eq!(f.lines_for(&batch), vec!["a: x", "b: y"]);
+        assert_eq!(f.since, 5);
+        let batch = Batch {
+            next: 9,
+            messages: vec![msg(8, "a", "z"), msg(9, "b", "w")],
+        };
+        assert_eq!(
+            f.lines_for(&batch),
+            vec!["(older messages were dropped)", "a: z", "b: w"]
+        );
+        assert_eq!(f.since, 9);
+        let batch = Batch {
+            next: 9,
+            messages: vec![],
+        };
+        assert!(f.lines_for(&batch).is_empty());
+        // Already seen messages are not printed twice.
+        let batch = Batch {
+            next: 10,
+            messages: vec![msg(9, "b", "w"), msg(10, "c", "v")],
+        };
+        assert_eq!(f.lines_for(&batch), vec!["c: v"]);
+    }
+
+    /// A real exchange over loopback with a one-shot server thread.
+    #[test]
+    fn post_and_fetch_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server_thread = thread::spawn(move || {
+            let mut seen = Vec::new();
+            let json = r#"{"next":7,"messages":[{"id":7,"name":"a b","text":"1+1"}]}"#;
+            for reply in [
+                "HTTP/1.1 201 Created\r\nLocation: /chat?since=7\r\nContent-Length: 8\r\n\r\n{\"id\":7}"
+                    .to_string(),
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{json}", json.len()),
+            ] {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut req = Vec::new();
+                loop {
+                    read_some(&mut s, &mut req).unwrap();
+                    let mut h = [httparse::EMPTY_HEADER; 16];
+                    let mut r = httparse::Request::new(&mut h);
+                    if let httparse::Status::Complete(n) = r.parse(&req).unwrap() {
+                        let len = r
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                            .map_or(0, |h| std::str::from_utf8(h.value).unwrap().parse().unwrap());
+                        if req.len() >= n + len {
+                            break;
+                        }
+                    }
+                }
+                seen.push(String::from_utf8(req).unwrap());
+                s.write_all(reply.as_bytes()).unwrap();
+            }
+            seen
+        });
+        let server = Server {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        assert_eq!(post(&server, "a b", "1+1"), Ok(7));
+        let batch = fetch(&server, 6).unwrap();
+        assert_eq!(batch.messages, vec![msg(7, "a b", "1+1")]);
+        let seen = server_thread.join().unwrap();
+        assert!(
+            seen[0].ends_with("\r\n\r\nname=a+b&text=1%2B1"),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[1].starts_with("GET /chat?since=6 HTTP/1.1\r\n"));
+    }
+}
