@@ -2,9 +2,12 @@
 //! `POST /chat`, and the JSON writer for `GET /chat?since=N`.
 //!
 //! No sockets and no HTTP framing here: the server hands in decoded bytes and pulls JSON out
-//! through a [`Sink`], which lets it stream a reply larger than its send buffer without a copy.
+//! through a [`crate::json::Sink`], which lets it stream a reply larger than its send buffer
+//! without a copy.
 
 use core::fmt::Write as _;
+
+use crate::json::{json_string, Counter, Full, Sink};
 
 /// Messages kept; older ones are dropped as new ones arrive.
 pub const MESSAGES: usize = 64;
@@ -105,52 +108,6 @@ impl Chat {
     }
 }
 
-/// Where JSON goes; `Err(Full)` stops the writer early.
-pub trait Sink {
-    /// Takes `bytes` or reports that no more fit.
-    fn put(&mut self, bytes: &[u8]) -> Result<(), Full>;
-}
-
-/// The sink can take no more bytes now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
-
-/// Counts bytes (for `Content-Length`).
-#[derive(Debug, Default)]
-pub struct Counter(pub usize);
-
-impl Sink for Counter {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), Full> {
-        self.0 += bytes.len();
-        Ok(())
-    }
-}
-
-/// Skips the first `skip` bytes of a stream, then fills `out`.
-#[derive(Debug)]
-pub struct Window<'b> {
-    pub skip: usize,
-    pub out: &'b mut [u8],
-    pub written: usize,
-}
-
-impl Sink for Window<'_> {
-    fn put(&mut self, mut bytes: &[u8]) -> Result<(), Full> {
-        let skipped = self.skip.min(bytes.len());
-        self.skip -= skipped;
-        bytes = &bytes[skipped..];
-        let room = self.out.len() - self.written;
-        let n = room.min(bytes.len());
-        self.out[self.written..self.written + n].copy_from_slice(&bytes[..n]);
-        self.written += n;
-        if n < bytes.len() {
-            Err(Full)
-        } else {
-            Ok(())
-        }
-    }
-}
-
 /// A reply to `GET /chat?since=N`, fixed when the request arrives: the messages with
 /// `since < id <= upto`. Rendering it again gives the same bytes as long as none of them was
 /// dropped from the ring, which [`ChatReply::still_valid`] tells.
@@ -207,43 +164,6 @@ impl ChatReply {
         let _ = self.write(chat, &mut c);
         c.0
     }
-}
-
-/// Writes `s` as a JSON string. Besides what JSON requires (`"`, `\`, control characters),
-/// `<`, `>`, `&`, U+2028 and U+2029 are escaped, so the output is safe inside HTML `<script>`
-/// and in JavaScript source.
-pub fn json_string(s: &str, sink: &mut impl Sink) -> Result<(), Full> {
-    sink.put(b"\"")?;
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc: Option<&[u8]> = match c {
-            '"' => Some(b"\\\""),
-            '\\' => Some(b"\\\\"),
-            '\n' => Some(b"\\n"),
-            '\r' => Some(b"\\r"),
-            '\t' => Some(b"\\t"),
-            '<' => Some(b"\\u003c"),
-            '>' => Some(b"\\u003e"),
-            '&' => Some(b"\\u0026"),
-            '\u{2028}' => Some(b"\\u2028"),
-            '\u{2029}' => Some(b"\\u2029"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => None,
-            _ => continue,
-        };
-        sink.put(&bytes[start..i])?;
-        match esc {
-            Some(e) => sink.put(e)?,
-            None => {
-                let mut u = heapless::String::<8>::new();
-                let _ = write!(u, "\\u{:04x}", c as u32);
-                sink.put(u.as_bytes())?;
-            }
-        }
-        start = i + c.len_utf8();
-    }
-    sink.put(&bytes[start..])?;
-    sink.put(b"\"")
 }
 
 /// Decodes `name=..&text=..` (application/x-www-form-urlencoded). Unknown fields are ignored;
@@ -312,6 +232,7 @@ pub fn parse_since(query: Option<&str>) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::Window;
     use std::string::String;
     use std::vec::Vec;
 

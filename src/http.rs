@@ -507,6 +507,37 @@ pub fn normalize<const N: usize>(
     Ok(())
 }
 
+/// Writes `Date: <IMF-fixdate>\r\n` for `unix` seconds since 1970 (RFC 9110 5.6.7).
+pub fn write_date(w: &mut impl fmt::Write, unix: u64) -> fmt::Result {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), in u64 arithmetic.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    write!(
+        w,
+        "Date: {}, {:02} {} {} {:02}:{:02}:{:02} GMT\r\n",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,6 +566,22 @@ mod tests {
         assert_eq!(norm("/a%2"), Err(PathError::Invalid));
         assert_eq!(norm("/%c0%af"), Err(PathError::Invalid));
         assert_eq!(norm(&"/x".repeat(40)), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn dates() {
+        let date = |unix| {
+            let mut s = std::string::String::new();
+            write_date(&mut s, unix).unwrap();
+            s
+        };
+        assert_eq!(date(0), "Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n");
+        assert_eq!(date(784_111_777), "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
+        assert_eq!(date(951_782_400), "Date: Tue, 29 Feb 2000 00:00:00 GMT\r\n");
+        assert_eq!(
+            date(1_795_305_600),
+            "Date: Sun, 22 Nov 2026 00:00:00 GMT\r\n"
+        );
     }
 
     #[test]

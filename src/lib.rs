@@ -18,6 +18,7 @@ pub mod config;
 pub mod gate;
 pub mod http;
 pub mod image;
+pub mod json;
 pub mod server;
 #[cfg(feature = "std")]
 pub mod tap;

@@ -157,6 +157,9 @@ fn run(args: Args) -> Result<(), String> {
     let mut server: Server<SLOTS> =
         Server::new(iface, &mut storage, &mut rx, &mut tx, config).map_err(|e| e.to_string())?;
 
+    if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        server.set_wall_clock(since_epoch.as_secs(), Instant::now());
+    }
     let addr = args.ip.address();
     let files = image::file_count();
     println!(

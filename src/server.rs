@@ -15,11 +15,12 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
-use crate::chat::{self, Chat, ChatReply, Sink as _, Window};
+use crate::chat::{self, Chat, ChatReply};
 use crate::config::{Config, MAX_HEADERS, REQUEST_BUF, RESPONSE_HEAD};
 use crate::gate::{Filter, Gate};
 use crate::http::{self, Method, Parse, PathError, Request, Status, Version};
 use crate::image::{self, Entry, File};
+use crate::json::{Counter, Sink as _, Window};
 
 /// Why [`Server::new`] could not set up the slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +84,22 @@ pub enum State {
 }
 
 /// The body a slot is sending.
-#[derive(Debug, Clone, Copy)]
+// The status snapshot makes one variant larger; without a heap it lives in place, and a
+// few hundred bytes per slot is the price of rendering `/status` without allocating.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
 enum Body {
     /// Static bytes from the image (or a status text), from an offset.
     Static { data: &'static [u8], sent: usize },
     /// Chat JSON, rendered again from the ring on each send, skipping what was sent.
     Chat {
         reply: ChatReply,
+        sent: usize,
+        len: usize,
+    },
+    /// `/status` JSON, rendered again from its snapshot on each send.
+    Status {
+        snap: Snapshot,
         sent: usize,
         len: usize,
     },
@@ -110,6 +120,8 @@ struct Slot {
     requests: u32,
     /// The current request, for its log line.
     log: LogLine,
+    /// Responses completed by this slot since start.
+    served: u32,
 }
 
 /// The HTTP server: `N` slots (default [`crate::SLOTS`]) over one smoltcp interface.
@@ -122,6 +134,10 @@ pub struct Server<'a, const N: usize = { crate::SLOTS }> {
     /// Until this time, clients are known to be waiting for a slot.
     crowded_until: Option<Instant>,
     chat: Chat,
+    /// Unix seconds at an instant, from [`Server::set_wall_clock`].
+    wall_clock: Option<(u64, Instant)>,
+    /// First poll.
+    started: Option<Instant>,
 }
 
 /// How long after a held-off SYN idle keep-alive connections are closed to make room.
@@ -169,6 +185,7 @@ impl<'a, const N: usize> Server<'a, N> {
             peer: None,
             requests: 0,
             log: LogLine::new(),
+            served: 0,
         });
         Ok(Server {
             iface,
@@ -178,6 +195,8 @@ impl<'a, const N: usize> Server<'a, N> {
             stats: Stats::default(),
             crowded_until: None,
             chat: Chat::new(),
+            wall_clock: None,
+            started: None,
         })
     }
 
@@ -189,6 +208,12 @@ impl<'a, const N: usize> Server<'a, N> {
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Gives the server a wall clock: `unix_secs` seconds since 1970 at `at`. Responses then
+    /// carry a `Date` header. The core still reads no clock; it counts on from `at`.
+    pub fn set_wall_clock(&mut self, unix_secs: u64, at: Instant) {
+        self.wall_clock = Some((unix_secs, at));
     }
 
     /// The chat.
@@ -249,12 +274,22 @@ impl<'a, const N: usize> Server<'a, N> {
 
     /// Services every slot once.
     fn service(&mut self, now: Instant) -> bool {
+        let started = *self.started.get_or_insert(now);
+        let mut slots = heapless::Vec::<SlotInfo, STATUS_SLOTS>::new();
+        for slot in &self.slots {
+            let _ = slots.push(SlotInfo::of(slot));
+        }
         let mut cx = Cx {
             now,
+            unix: self
+                .wall_clock
+                .map(|(unix, at)| unix + ((now - at).total_millis() / 1000)),
             config: &self.config,
             stats: &mut self.stats,
             chat: &mut self.chat,
             crowded: self.crowded_until.is_some_and(|t| now < t),
+            slots: &slots,
+            uptime: now - started,
         };
         let mut changed = false;
         for slot in &mut self.slots {
@@ -432,6 +467,7 @@ impl Slot {
                 };
                 if self.is_sent() {
                     self.requests += 1;
+                    self.served += 1;
                     self.finish_log(now, "");
                     if keep_alive {
                         self.set_state(State::Head {
@@ -575,28 +611,13 @@ impl Slot {
                 n
             }
             Body::Chat { reply, sent, len } => {
-                if *sent < *len {
-                    if !reply.still_valid(chat) {
-                        return Err(Stale);
-                    }
-                    let skip = *sent;
-                    let n = socket
-                        .send(|buf| {
-                            let mut w = Window {
-                                skip,
-                                out: buf,
-                                written: 0,
-                            };
-                            // Full only means the socket buffer is; the rest goes next time.
-                            let _ = reply.write(chat, &mut w);
-                            (w.written, w.written)
-                        })
-                        .unwrap_or(0);
-                    *sent += n;
-                    n
-                } else {
-                    0
+                if *sent < *len && !reply.still_valid(chat) {
+                    return Err(Stale);
                 }
+                send_rendered(socket, sent, *len, |w| reply.write(chat, w))
+            }
+            Body::Status { snap, sent, len } => {
+                send_rendered(socket, sent, *len, |w| snap.write(w))
             }
         };
         self.log.bytes += n;
@@ -607,7 +628,7 @@ impl Slot {
         self.out_sent == self.out.len()
             && match self.body {
                 Body::Static { data, sent } => sent == data.len(),
-                Body::Chat { sent, len, .. } => sent == len,
+                Body::Chat { sent, len, .. } | Body::Status { sent, len, .. } => sent == len,
             }
     }
 
@@ -644,6 +665,31 @@ impl Slot {
         keep_alive: bool,
         cx: &mut Cx,
     ) {
+        let head_only = method == Method::Head || reply.status == Status::NotModified;
+        let (body, length) = match reply.content {
+            Content::Chat(r) => {
+                let len = r.len(cx.chat);
+                let body = Body::Chat {
+                    reply: r,
+                    sent: 0,
+                    len,
+                };
+                (body, len)
+            }
+            Content::Status => {
+                let snap = Snapshot::new(cx);
+                let len = snap.len();
+                (Body::Status { snap, sent: 0, len }, len)
+            }
+            Content::Static(data) => (Body::Static { data, sent: 0 }, data.len()),
+            // The body is written with the head.
+            c @ Content::Created(_) => (Body::Static { data: &[], sent: 0 }, c.len(cx.chat)),
+        };
+        self.body = if head_only {
+            Body::Static { data: &[], sent: 0 }
+        } else {
+            body
+        };
         let stats = &mut *cx.stats;
         stats.requests += 1;
         match reply.status.code() {
@@ -651,21 +697,9 @@ impl Slot {
             500..=599 => stats.server_errors += 1,
             _ => {}
         }
-        let head_only = method == Method::Head || reply.status == Status::NotModified;
-        let length = reply.content.len(cx.chat);
         if !head_only {
             stats.bytes += length as u64;
         }
-        self.body = match reply.content {
-            _ if head_only => Body::Static { data: &[], sent: 0 },
-            Content::Static(data) => Body::Static { data, sent: 0 },
-            Content::Created(_) => Body::Static { data: &[], sent: 0 },
-            Content::Chat(r) => Body::Chat {
-                reply: r,
-                sent: 0,
-                len: length,
-            },
-        };
         self.out.clear();
         self.out_sent = 0;
         self.log.bytes = 0;
@@ -683,6 +717,9 @@ impl Slot {
         }
         let mut head = HeadWriter(&mut self.out);
         let ok = head.put(reply.status.line())
+            && cx
+                .unix
+                .is_none_or(|unix| http::write_date(&mut head, unix).is_ok())
             && head.put(reply.headers)
             && head.put(reply.extra)
             && match reply.content_range {
@@ -795,6 +832,146 @@ impl LogLine {
     }
 }
 
+/// Sends more of a body that is rendered again on each call, skipping the `sent` bytes.
+fn send_rendered(
+    socket: &mut tcp::Socket,
+    sent: &mut usize,
+    len: usize,
+    render: impl FnOnce(&mut Window) -> Result<(), crate::json::Full>,
+) -> usize {
+    if *sent >= len {
+        return 0;
+    }
+    let skip = *sent;
+    let n = socket
+        .send(|buf| {
+            let room = buf.len().min(len - skip);
+            let mut w = Window {
+                skip,
+                out: &mut buf[..room],
+                written: 0,
+            };
+            // Full only means the socket buffer is; the rest goes next time.
+            let _ = render(&mut w);
+            (w.written, w.written)
+        })
+        .unwrap_or(0);
+    *sent += n;
+    n
+}
+
+/// Slots `/status` can list.
+const STATUS_SLOTS: usize = 16;
+
+/// One slot as `/status` shows it.
+#[derive(Debug, Clone, Copy)]
+struct SlotInfo {
+    /// Index into [`SlotInfo::NAMES`].
+    state: u8,
+    served: u32,
+}
+
+impl SlotInfo {
+    const NAMES: [&'static str; 6] = ["listen", "idle", "head", "body", "send", "close"];
+
+    fn of(slot: &Slot) -> SlotInfo {
+        let state = match slot.state {
+            State::Listen => 0,
+            State::Head {
+                first_byte: None, ..
+            } => 1,
+            State::Head { .. } => 2,
+            State::Body { .. } => 3,
+            State::Send { .. } => 4,
+            State::Close { .. } => 5,
+        };
+        SlotInfo {
+            state,
+            served: slot.served,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        Self::NAMES[usize::from(self.state)]
+    }
+}
+
+/// What `/status` reports, frozen when the request is answered.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    slots: heapless::Vec<SlotInfo, STATUS_SLOTS>,
+    stats: Stats,
+    messages: u32,
+    uptime_ms: i64,
+}
+
+impl Snapshot {
+    fn new(cx: &Cx) -> Snapshot {
+        let mut slots = heapless::Vec::new();
+        for s in cx.slots {
+            let _ = slots.push(*s);
+        }
+        Snapshot {
+            slots,
+            stats: *cx.stats,
+            messages: cx.chat.last_id(),
+            uptime_ms: cx.uptime.total_millis() as i64,
+        }
+    }
+
+    fn write(&self, sink: &mut impl crate::json::Sink) -> Result<(), crate::json::Full> {
+        sink.put(b"{\"slots\":[")?;
+        for (i, s) in self.slots.iter().enumerate() {
+            sink.put(if i == 0 {
+                b"{\"state\":\""
+            } else {
+                b",{\"state\":\""
+            })?;
+            sink.put(s.name().as_bytes())?;
+            sink.put(b"\"")?;
+            json_field(sink, "served", u64::from(s.served))?;
+            sink.put(b"}")?;
+        }
+        sink.put(b"]")?;
+        let st = &self.stats;
+        for (name, value) in [
+            ("connections", u64::from(st.connections)),
+            ("requests", u64::from(st.requests)),
+            ("bytes", st.bytes),
+            ("client_errors", u64::from(st.client_errors)),
+            ("server_errors", u64::from(st.server_errors)),
+            ("timeouts", u64::from(st.timeouts)),
+            ("held_off", u64::from(st.held_off)),
+            ("chat_messages", u64::from(self.messages)),
+            ("uptime_ms", self.uptime_ms.max(0) as u64),
+        ] {
+            json_field(sink, name, value)?;
+        }
+        sink.put(b"}\n")
+    }
+
+    fn len(&self) -> usize {
+        let mut c = Counter(0);
+        let _ = self.write(&mut c);
+        c.0
+    }
+}
+
+/// Writes `,"name":value`.
+fn json_field(
+    sink: &mut impl crate::json::Sink,
+    name: &str,
+    value: u64,
+) -> Result<(), crate::json::Full> {
+    let mut num = heapless::String::<20>::new();
+    // Cannot fail: u64::MAX has 20 digits.
+    let _ = write!(num, "{value}");
+    sink.put(b",\"")?;
+    sink.put(name.as_bytes())?;
+    sink.put(b"\":")?;
+    sink.put(num.as_bytes())
+}
+
 /// A chat reply lost messages to newer posts while it was being sent.
 #[derive(Debug, Clone, Copy)]
 struct Stale;
@@ -802,6 +979,11 @@ struct Stale;
 /// What a slot's service step needs from the server.
 struct Cx<'c> {
     now: Instant,
+    /// Wall clock, seconds since 1970, when the host gave one.
+    unix: Option<u64>,
+    /// Every slot as `/status` shows it.
+    slots: &'c [SlotInfo],
+    uptime: Duration,
     config: &'c Config,
     stats: &'c mut Stats,
     chat: &'c mut Chat,
@@ -854,6 +1036,8 @@ enum Content {
     Created(u32),
     /// The JSON of `GET /chat`.
     Chat(ChatReply),
+    /// The JSON of `GET /status`, filled in when the response starts.
+    Status,
 }
 
 impl Content {
@@ -861,13 +1045,14 @@ impl Content {
         match self {
             Content::Static(d) => d.len(),
             Content::Created(id) => {
-                let mut c = chat::Counter(0);
+                let mut c = Counter(0);
                 let mut num = heapless::String::<12>::new();
                 let _ = write!(num, "{id}");
                 let _ = c.put(num.as_bytes());
                 c.0 + "{\"id\":}\n".len()
             }
             Content::Chat(r) => r.len(chat),
+            Content::Status => 0,
         }
     }
 }
@@ -968,6 +1153,17 @@ fn route(req: &Request, body: &[u8], chat: &mut Chat) -> Route {
     let norm = core::str::from_utf8(&norm).unwrap_or("/");
     if norm == "/chat" {
         return chat_route(req, query, body, chat);
+    }
+    if norm == "/status" {
+        return Route::Reply(method_check(
+            req,
+            Reply {
+                status: Status::Ok,
+                headers: JSON,
+                content: Content::Status,
+                ..Reply::error(Status::Ok)
+            },
+        ));
     }
     Route::Reply(match image::lookup(norm) {
         None => method_check(req, Reply::not_found()),
@@ -1231,8 +1427,9 @@ mod memory {
         std::println!(
             "Server<10>: {server} bytes (slot {slot}, chat {chat}); tcp::Socket {socket}; SocketStorage {storage}"
         );
-        // Each slot: its 2 KiB request buffer, 512 B head buffer and ~256 B of state.
-        assert!(slot < REQUEST_BUF + RESPONSE_HEAD + 256, "{slot}");
+        // Each slot: its 2 KiB request buffer, 512 B head buffer and ~512 B of state (the
+        // largest part is the frozen `/status` snapshot a slot may be sending).
+        assert!(slot < REQUEST_BUF + RESPONSE_HEAD + 512, "{slot}");
         assert!(
             chat < chat::MESSAGES * (chat::MAX_NAME + chat::MAX_TEXT + 32),
             "{chat}"

@@ -357,3 +357,61 @@ fn a_client_that_stops_reading_is_aborted_after_ten_seconds() {
     );
     assert_eq!(sim.server.stats().timeouts, 1);
 }
+
+#[test]
+fn date_header_when_the_host_gives_a_wall_clock() {
+    let mut sim: Sim = Sim::new();
+    assert_eq!(sim.get("/404.html").header("date"), None);
+    let now = sim.now;
+    sim.server.set_wall_clock(784_111_777, now);
+    let r = sim.get("/404.html");
+    let date = r.header("date").unwrap();
+    assert!(date.starts_with("Sun, 06 Nov 1994 08:49:"), "{date}");
+    assert!(date.ends_with(" GMT"), "{date}");
+}
+
+#[test]
+fn status_reports_slots_and_counters() {
+    let mut sim: Sim = Sim::new();
+    for _ in 0..3 {
+        sim.get("/img/car.jpeg");
+    }
+    sim.get("/nope");
+    // One client keeps a slot busy sending while /status is asked.
+    sim.open(
+        format!("GET {VIDEO} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        Opts {
+            no_read: true,
+            ..Opts::default()
+        },
+    );
+    sim.advance(Duration::from_millis(100));
+    let before = sim.conns.len();
+    let i = sim.open(
+        b"GET /status HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        Opts::default(),
+    );
+    sim.advance(Duration::from_millis(200));
+    assert_eq!(sim.conns.len(), before + 1);
+    let r = Response::parse(&sim.conns[i].received).expect("status response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let slots = v["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 10);
+    let states: Vec<&str> = slots.iter().map(|s| s["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "send").count(),
+        2,
+        "{states:?}"
+    );
+    assert!(
+        states.iter().filter(|s| **s == "listen").count() >= 7,
+        "{states:?}"
+    );
+    assert_eq!(v["requests"], 6);
+    assert_eq!(v["client_errors"], 1);
+    assert!(v["bytes"].as_u64().unwrap() >= 3 * 14_595);
+    let served: u64 = slots.iter().map(|s| s["served"].as_u64().unwrap()).sum();
+    assert_eq!(served, 4);
+}
