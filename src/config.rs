@@ -65,6 +65,12 @@ impl Config {
         self
     }
 
+    /// Set the body deadline (between reads).
+    pub const fn body_timeout(mut self, d: Duration) -> Self {
+        self.body_timeout = d;
+        self
+    }
+
     /// Set the keep-alive idle deadline.
     pub const fn idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = d;

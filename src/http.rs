@@ -307,6 +307,7 @@ fn headers_of<'b>(
 ) -> Result<Request<'b>, Status> {
     let mut r = Request::EMPTY;
     let mut hosts = 0;
+    let mut unknown_coding = false;
     let mut close = false;
     let mut keep = false;
     for h in headers {
@@ -322,6 +323,9 @@ fn headers_of<'b>(
             r.content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             r.transfer_encoding = true;
+            // RFC 9112 6.1: chunked must be the last coding; others this server cannot decode.
+            let last = tokens(value).last().unwrap_or(b"");
+            unknown_coding |= !last.eq_ignore_ascii_case(b"chunked") || tokens(value).count() > 1;
         } else if name.eq_ignore_ascii_case("connection") {
             for token in tokens(value) {
                 close |= token.eq_ignore_ascii_case(b"close");
@@ -344,6 +348,9 @@ fn headers_of<'b>(
     }
     if r.transfer_encoding && r.content_length.is_some() {
         return Err(Status::BadRequest);
+    }
+    if unknown_coding {
+        return Err(Status::NotImplemented);
     }
     r.keep_alive = match version {
         Version::V11 => !close,

@@ -400,16 +400,13 @@ fn status_reports_slots_and_counters() {
     let slots = v["slots"].as_array().unwrap();
     assert_eq!(slots.len(), 10);
     let states: Vec<&str> = slots.iter().map(|s| s["state"].as_str().unwrap()).collect();
-    assert_eq!(
-        states.iter().filter(|s| **s == "send").count(),
-        2,
-        "{states:?}"
-    );
-    assert!(
-        states.iter().filter(|s| **s == "listen").count() >= 7,
-        "{states:?}"
-    );
-    assert_eq!(v["requests"], 6);
+    // The stuck download is sending; the slot answering shows as it was just before (its
+    // request had arrived, not yet parsed); the other eight listen.
+    let count = |name: &str| states.iter().filter(|s| **s == name).count();
+    assert_eq!(count("send"), 1, "{states:?}");
+    assert_eq!(count("listen"), 8, "{states:?}");
+    // Counted before this one: three images, the 404 and the stuck download.
+    assert_eq!(v["requests"], 5);
     assert_eq!(v["client_errors"], 1);
     assert!(v["bytes"].as_u64().unwrap() >= 3 * 14_595);
     let served: u64 = slots.iter().map(|s| s["served"].as_u64().unwrap()).sum();

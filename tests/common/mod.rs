@@ -25,6 +25,63 @@ struct Queues {
     /// frames[0]: towards the server; frames[1]: towards the client.
     frames: [VecDeque<Vec<u8>>; 2],
     pool: Vec<Vec<u8>>,
+    /// Reordering and duplication, beside smoltcp's FaultInjector (which can do neither).
+    chaos: Chaos,
+}
+
+/// Percentages of frames the wire delivers out of order or twice, from a seeded xorshift.
+#[derive(Clone, Copy, Default)]
+pub struct Chaos {
+    pub reorder_pct: u32,
+    pub duplicate_pct: u32,
+    state: u32,
+    /// Frames duplicated and reordered so far.
+    pub duplicated: u32,
+    pub reordered: u32,
+}
+
+impl Chaos {
+    pub fn new(seed: u32, reorder_pct: u32, duplicate_pct: u32) -> Chaos {
+        Chaos {
+            reorder_pct,
+            duplicate_pct,
+            state: seed.max(1),
+            ..Chaos::default()
+        }
+    }
+
+    fn roll(&mut self, pct: u32) -> bool {
+        if pct == 0 {
+            return false;
+        }
+        // xorshift32
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.state = x;
+        x % 100 < pct
+    }
+}
+
+impl Queues {
+    /// Queues a frame towards `to`, maybe twice, maybe ahead of the one before it.
+    fn deliver(&mut self, to: usize, frame: Vec<u8>) {
+        if self.chaos.roll(self.chaos.duplicate_pct) {
+            let mut copy = self.pool.pop().unwrap_or_default();
+            copy.clear();
+            copy.extend_from_slice(&frame);
+            self.frames[to].push_back(copy);
+            self.chaos.duplicated += 1;
+        }
+        let q = &mut self.frames[to];
+        q.push_back(frame);
+        if q.len() >= 2 && self.chaos.roll(self.chaos.reorder_pct) {
+            let n = q.len();
+            q.swap(n - 1, n - 2);
+            self.chaos.reordered += 1;
+        }
+    }
 }
 
 /// One end of the wire.
@@ -59,7 +116,7 @@ impl phy::TxToken for EndTx {
         let mut frame = self.q.borrow_mut().pool.pop().unwrap_or_default();
         frame.resize(len, 0);
         let r = f(&mut frame);
-        self.q.borrow_mut().frames[self.to].push_back(frame);
+        self.q.borrow_mut().deliver(self.to, frame);
         r
     }
 }
@@ -160,6 +217,7 @@ impl<const N: usize> Sim<N> {
         let q = Rc::new(RefCell::new(Queues {
             frames: [VecDeque::with_capacity(POOL), VecDeque::with_capacity(POOL)],
             pool: (0..POOL).map(|_| Vec::with_capacity(MTU + 14)).collect(),
+            chaos: Chaos::default(),
         }));
         let mut server_dev = FaultInjector::new(
             End {
@@ -411,6 +469,16 @@ impl<const N: usize> Sim<N> {
             format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
         );
         Response::parse(&raw).unwrap_or_else(|| panic!("unparsable response to {path}: {raw:?}"))
+    }
+
+    /// From now on the wire reorders and duplicates frames too.
+    pub fn set_chaos(&mut self, chaos: Chaos) {
+        self.q.borrow_mut().chaos = chaos;
+    }
+
+    /// The wire's chaos settings and counters.
+    pub fn chaos(&self) -> Chaos {
+        self.q.borrow().chaos
     }
 
     /// Slots in Listen state.
