@@ -422,7 +422,9 @@ fn accepts_gzip(value: &[u8]) -> bool {
 pub fn split_target(target: &str) -> Result<(&str, Option<&str>), Status> {
     let mut t = target;
     for scheme in ["http://", "https://"] {
-        if t.len() > scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        let head = t.as_bytes().get(..scheme.len());
+        if t.len() > scheme.len() && head.is_some_and(|h| h.eq_ignore_ascii_case(scheme.as_bytes()))
+        {
             let rest = &t[scheme.len()..];
             t = rest.find('/').map_or("/", |i| &rest[i..]);
         }
@@ -597,6 +599,20 @@ mod tests {
         assert!(is_http_version("HTTP/3"));
         assert!(!is_http_version("HTTP/x.1"));
         assert!(!is_http_version("HTTQ/1.1"));
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(split_target("/a?b=1"), Ok(("/a", Some("b=1"))));
+        assert_eq!(split_target("HTTP://host/x"), Ok(("/x", None)));
+        assert_eq!(split_target("http://host"), Ok(("/", None)));
+        assert_eq!(split_target("x"), Err(Status::BadRequest));
+        // Found by fuzzing: a multi-byte character where the scheme would end.
+        assert_eq!(split_target("/@//HP\u{462}"), Ok(("/@//HP\u{462}", None)));
+        assert!(matches!(
+            parse::<8>("GET /@//HP\u{462}\n".as_bytes(), false),
+            Parse::Done(_)
+        ));
     }
 
     #[test]

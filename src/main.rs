@@ -1,7 +1,10 @@
-//! `smolhttpd`: the std shell. Opens the TAP device, builds the smoltcp interface and the
-//! server, and runs the poll/wait loop until Ctrl-C or SIGTERM.
+//! `smolhttpd`: the std shell. Opens the TAP device (or QEMU's socket netdev), builds the
+//! smoltcp interface and the server, and runs the poll/wait loop until Ctrl-C or SIGTERM.
+
+mod qemu;
 
 use std::io;
+use std::os::unix::io::RawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,19 +16,33 @@ use smoltcp::phy::{self, Device, FaultInjector, PcapMode, PcapWriter};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
+use qemu::{DgramAddrs, QemuDevice, SockAddr};
 use smolhttpd::config::{self, SLOTS};
 use smolhttpd::tap::TapDevice;
 use smolhttpd::{image, Config, Server};
 
-/// An embedded HTTP server on the smoltcp TCP/IP stack, over a Linux TAP device.
+/// An embedded HTTP server on the smoltcp TCP/IP stack, over a Linux TAP device or QEMU's
+/// socket netdevs.
 ///
 /// Create the tap first with `sudo scripts/tap-up.sh`, then open http://192.168.69.1/.
+/// Or serve a QEMU guest with no root: `--qemu-stream /tmp/smolhttpd.sock`, then start QEMU with
+/// `-netdev stream,id=n0,server=off,addr.type=unix,addr.path=/tmp/smolhttpd.sock
+/// -device virtio-net-pci,netdev=n0`.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// TAP interface to serve on (create it with `sudo scripts/tap-up.sh NAME`).
     #[arg(long, default_value = "tap0")]
     tap: String,
+    /// Instead of a tap, listen on this unix socket path or TCP IP:PORT for QEMU's
+    /// `-netdev stream,server=off,...` (or `-netdev socket,connect=IP:PORT`); one guest at a time,
+    /// the next one is accepted when it goes away.
+    #[arg(long, value_name = "PATH|IP:PORT", conflicts_with_all = ["tap", "qemu_dgram"])]
+    qemu_stream: Option<SockAddr>,
+    /// Instead of a tap, exchange frames as datagrams with QEMU's `-netdev dgram`: bind LOCAL
+    /// and send to REMOTE (both IP:PORT, or both unix socket paths).
+    #[arg(long, value_name = "LOCAL,REMOTE", conflicts_with = "tap")]
+    qemu_dgram: Option<DgramAddrs>,
     /// The server's own address and prefix (the smoltcp side of the tap).
     #[arg(long, default_value = "192.168.69.1/24", value_parser = parse_cidr)]
     ip: IpCidr,
@@ -38,7 +55,7 @@ struct Args {
     /// HTTP port.
     #[arg(long, default_value_t = config::HTTP_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
-    /// IP MTU; default: the tap's own MTU.
+    /// IP MTU; default: the tap's own MTU (1500 with --qemu-stream/--qemu-dgram).
     #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65521))]
     mtu: Option<u32>,
     /// Receive buffer of each slot's socket, bytes.
@@ -124,22 +141,77 @@ fn open_tap(name: &str, mtu: Option<u32>) -> Result<TapDevice, String> {
     })
 }
 
+/// What the loop sleeps on: the fd that becomes readable when a frame comes, and how long the
+/// device lets it sleep at most (None: no limit of its own).
+trait WaitOn {
+    fn fd(&self) -> RawFd;
+    fn limit(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The tap: one fixed fd, no limit (nothing is buffered in user space).
+impl WaitOn for RawFd {
+    fn fd(&self) -> RawFd {
+        *self
+    }
+}
+
+/// QEMU: the fd changes as peers come and go; frames may be buffered in user space.
+impl WaitOn for qemu::Waiter {
+    fn fd(&self) -> RawFd {
+        qemu::Waiter::fd(self)
+    }
+    fn limit(&self) -> Option<Duration> {
+        qemu::Waiter::limit(self)
+    }
+}
+
 fn run(args: Args) -> Result<(), String> {
-    let mut tap = open_tap(&args.tap, args.mtu)?;
-    let fd = tap.fd();
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
+    let qemu_mtu = args.mtu.map_or(1500, |m| m as usize);
+    let qemu = if let Some(addr) = &args.qemu_stream {
+        Some(QemuDevice::listen_stream(addr, qemu_mtu)?)
+    } else if let Some(addrs) = &args.qemu_dgram {
+        Some(QemuDevice::dgram(addrs, qemu_mtu)?)
+    } else {
+        None
+    };
+    match qemu {
+        Some(dev) => {
+            let wait = dev.waiter();
+            let name = dev.to_string();
+            let hint = dev.qemu_hint();
+            start(&args, dev, wait, &name, Some(&hint), &stop)
+        }
+        None => {
+            let tap = open_tap(&args.tap, args.mtu)?;
+            let fd = tap.fd();
+            start(&args, tap, fd, &args.tap, None, &stop)
+        }
+    }
+}
 
+/// Builds the interface and the server on `dev` and serves until stopped.
+fn start<D: Device, W: WaitOn>(
+    args: &Args,
+    mut dev: D,
+    wait: W,
+    name: &str,
+    hint: Option<&str>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
     let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(args.mac));
     cfg.random_seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1);
-    let mut iface = Interface::new(cfg, &mut tap, Instant::now());
+    let mut iface = Interface::new(cfg, &mut dev, Instant::now());
     iface.update_ip_addrs(|addrs| {
         // Cannot fail: the list is empty and holds at least one address.
         let _ = addrs.push(args.ip);
@@ -163,28 +235,30 @@ fn run(args: Args) -> Result<(), String> {
     let addr = args.ip.address();
     let files = image::file_count();
     println!(
-        "smolhttpd: serving http://{addr}:{}/ on {} (mtu {}), {files} files, {:.1} MB, {SLOTS} slots",
+        "smolhttpd: serving http://{addr}:{}/ on {name} (mtu {}), {files} files, {:.1} MB, {SLOTS} slots",
         args.port,
-        args.tap,
-        tap.capabilities().max_transmission_unit - 14,
+        dev.capabilities().max_transmission_unit - 14,
         image::IMAGE_BYTES as f64 / 1e6,
     );
+    if let Some(hint) = hint {
+        println!("smolhttpd: start QEMU with: {hint}");
+    }
 
     let faults = args.drop_chance > 0 || args.corrupt_chance > 0;
-    match (args.pcap, faults) {
-        (None, false) => serve(&mut server, tap, fd, &stop),
-        (Some(path), false) => serve(&mut server, pcap(tap, &path)?, fd, &stop),
+    match (&args.pcap, faults) {
+        (None, false) => serve(&mut server, dev, wait, stop),
+        (Some(path), false) => serve(&mut server, pcap(dev, path)?, wait, stop),
         (None, true) => serve(
             &mut server,
-            chaos(tap, args.drop_chance, args.corrupt_chance),
-            fd,
-            &stop,
+            chaos(dev, args.drop_chance, args.corrupt_chance),
+            wait,
+            stop,
         ),
         (Some(path), true) => serve(
             &mut server,
-            chaos(pcap(tap, &path)?, args.drop_chance, args.corrupt_chance),
-            fd,
-            &stop,
+            chaos(pcap(dev, path)?, args.drop_chance, args.corrupt_chance),
+            wait,
+            stop,
         ),
     }
 }
@@ -205,11 +279,11 @@ fn chaos<D: Device>(dev: D, drop: u8, corrupt: u8) -> FaultInjector<D> {
     dev
 }
 
-/// The poll/wait loop: poll, then sleep on the tap's fd until a frame or the next deadline.
-fn serve<D: Device>(
+/// The poll/wait loop: poll, then sleep on the device's fd until a frame or the next deadline.
+fn serve<D: Device, W: WaitOn>(
     server: &mut Server<SLOTS>,
     mut dev: D,
-    fd: i32,
+    wait: W,
     stop: &AtomicBool,
 ) -> Result<(), String> {
     // The longest sleep, so a stop request is noticed promptly.
@@ -217,12 +291,15 @@ fn serve<D: Device>(
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         server.poll(now, &mut dev);
-        let delay = server
+        let mut delay = server
             .poll_delay(Instant::now())
             .map_or(MAX_WAIT, |d| d.min(MAX_WAIT));
-        if let Err(e) = phy::wait(fd, Some(delay)) {
+        if let Some(limit) = wait.limit() {
+            delay = delay.min(limit);
+        }
+        if let Err(e) = phy::wait(wait.fd(), Some(delay)) {
             if e.kind() != io::ErrorKind::Interrupted {
-                return Err(format!("waiting on the tap: {e}"));
+                return Err(format!("waiting for frames: {e}"));
             }
         }
     }

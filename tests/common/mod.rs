@@ -471,6 +471,13 @@ impl<const N: usize> Sim<N> {
         Response::parse(&raw).unwrap_or_else(|| panic!("unparsable response to {path}: {raw:?}"))
     }
 
+    /// Forgets every client connection and frees its socket.
+    pub fn clear_clients(&mut self) {
+        for c in self.conns.drain(..) {
+            self.client_sockets.remove(c.handle);
+        }
+    }
+
     /// From now on the wire reorders and duplicates frames too.
     pub fn set_chaos(&mut self, chaos: Chaos) {
         self.q.borrow_mut().chaos = chaos;
