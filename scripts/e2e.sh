@@ -4,23 +4,39 @@
 # Usage (as root; CI runs it):  sudo scripts/e2e.sh
 #
 # Everything happens inside a network namespace this script creates and deletes
-# (smolhttpd-e2e-PID): the tap, the server and every client (curl, bash /dev/tcp, Chromium).
-# No traffic leaves that namespace. Every wait and loop is bounded.
+# (smolhttpd-e2e-PID): the tap, the server and every client (curl, bash /dev/tcp, python3,
+# the chat CLI, wrk, redbot, Chromium). No traffic leaves that namespace. Every wait and
+# loop is bounded.
+#
+# Sections: static files; browser (home page); chat (CLI clients + chat page in Chromium);
+# HTTP/1.1 (ranges, gzip, 304, keep-alive, wrk load, slow-head 408, video seek, /status);
+# redbot (HTTP lint of / and a video).
+#
+# Needs: iproute2, curl, coreutils, diffutils, gawk, python3 (the slow client, JSON checks),
+# wrk (apt-get install wrk; installed here with apt-get if missing), node >= 18 + npm and
+# chromium for the browser parts; redbot from PyPI, installed with pip into a venv
+# ($E2E_VENV) on first use: that needs python3's venv module (Debian: apt-get install
+# python3-venv). Without it the redbot checks are skipped, saying why.
 #
 # Env:
 #   SMOLHTTPD_BIN  server binary (default target/release/smolhttpd, built if missing)
-#   E2E_OUT        artifacts: server log, screenshot, browser JSON (default target/e2e)
+#   CHAT_BIN       chat client (default target/release/chat, built if missing)
+#   E2E_OUT        artifacts: server log, screenshots, browser JSON, HARs, wrk output (default target/e2e)
+#   E2E_VENV       Python venv for redbot (default target/e2e/venv)
+#   E2E_SKIP_REDBOT=1  skip the redbot section
 #   SERVER_ARGS    extra server flags, e.g. "--drop-chance 5" (word-split)
 #   E2E_PCAP=1     also record the server's traffic to $E2E_OUT/server.pcap
 #   MTU, HOST_CIDR passed to tap-up.sh
 #   E2E_SKIP_BROWSER=1  skip the Chromium section; CHROMIUM  browser (default /usr/bin/chromium)
 #   CURL_MAX_TIME  per-request curl limit in seconds (default 20; raise with --drop-chance)
 #
-# Output: one line per check, `ok   - what` or `FAIL - what` (with indented details),
-# then `N passed, M failed`. Exit status 0 only if nothing failed.
+# Output: one line per check, `ok   - what`, `FAIL - what` (with indented details) or
+# `skip - what` (a tool could not be had; the reason indented), then `N passed, M failed`
+# (`, K skipped` when some were). Exit status 0 only if nothing failed.
 #
 # Adding a section: write check functions that print details and return non-zero on
-# failure, then `section "name"` and `check "description" fn args...` before `finish`.
+# failure (77: skipped, with the reason printed), then `section "name"` and
+# `check "description" fn args...` before `finish`.
 # shellcheck disable=SC2317,SC2016  # checks are called via check(); single-quoted code is for bash -c / node -e
 set -uo pipefail
 
@@ -38,6 +54,8 @@ SERVER_PID=
 TMPD=
 PASS=0
 FAIL=0
+SKIP=0
+LISTEN_PID=
 
 # Never route the test's HTTP through a proxy from the caller's environment.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
@@ -82,6 +100,9 @@ check() {
     PASS=$((PASS + 1)); echo "ok   - $name"
     # A passing check may still leave a one-line note: lines starting with "info: ".
     printf '%s\n' "$out" | sed -n 's/^info: /       /p'
+  elif [ "$rc" -eq 77 ]; then
+    SKIP=$((SKIP + 1)); echo "skip - $name"
+    [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | sed 's/^info: //; s/^/       /'
   else
     FAIL=$((FAIL + 1)); echo "FAIL - $name"
     [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | sed 's/^/       /'
@@ -225,6 +246,312 @@ t_browser() {
   fi
 }
 
+# ------------------------------------------------------------------ chat checks
+
+# chat_cli ARGS...: the chat client inside the namespace, bounded.
+chat_cli() { in_ns timeout 15 "$CHAT" "$SERVER_IP" "$PORT" "$@"; }
+
+# t_chat_post NAME LINE...: pipe LINEs into `chat --name NAME`; exit 0 and nothing on stderr.
+t_chat_post() {
+  local name=$1 err="$TMPD/chat.err" rc
+  shift
+  printf '%s\n' "$@" | chat_cli --name "$name" 2>"$err"; rc=$?
+  [ "$rc" -eq 0 ] || { echo "chat --name $name: exit $rc"; cat "$err"; return 1; }
+  [ ! -s "$err" ] || { echo "chat --name $name wrote to stderr:"; cat "$err"; return 1; }
+}
+
+# t_lines_in_order FILE LINE...: every LINE occurs in FILE as a whole line, in this order.
+t_lines_in_order() {
+  local file=$1 want n=0 last=0 at
+  shift
+  for want in "$@"; do
+    n=$((n + 1))
+    at=$(grep -nxF -- "$want" "$file" | head -n 1 | cut -d: -f1)
+    if [ -z "$at" ]; then echo "line $n missing: '$want'"; echo "--- $file:"; cat "$file"; return 1; fi
+    if [ "$at" -le "$last" ]; then echo "line $n '$want' is out of order (line $at)"; echo "--- $file:"; cat "$file"; return 1; fi
+    last=$at
+  done
+}
+
+# t_chat_listen: beto's `chat --listen --for 8` (started in the background) exited 0 and
+# printed every posted line in posting order; its output is the transcript.
+t_chat_listen() {
+  local rc=$1
+  [ "$rc" = 0 ] || { echo "chat --listen --for 8: exit $rc"; cat "$OUT/chat-listen.err"; return 1; }
+  t_lines_in_order "$OUT/chat-listen.txt" "${CHAT_LINES[@]}" || return 1
+  sed 's/^/info: beto sees | /' "$OUT/chat-listen.txt"
+}
+
+t_chat_once() {
+  local out="$TMPD/once" rc
+  chat_cli --once >"$out" 2>"$TMPD/once.err"; rc=$?
+  [ "$rc" -eq 0 ] || { echo "chat --once: exit $rc"; cat "$TMPD/once.err"; return 1; }
+  # Exactly the posted messages: the failed posts of the other checks left nothing behind.
+  if [ "$(cat "$out")" != "$(printf '%s\n' "${CHAT_LINES[@]}")" ]; then
+    echo "chat --once printed:"; cat "$out"; echo "--- want:"; printf '%s\n' "${CHAT_LINES[@]}"; return 1
+  fi
+}
+
+# A 257-byte message: the client refuses it (exit 1) with the contract's words.
+t_chat_too_long() {
+  local err="$TMPD/long.err" rc text
+  text=$(printf 'x%.0s' $(seq 1 257))
+  printf '%s\n' "$text" | chat_cli --name ana >/dev/null 2>"$err"; rc=$?
+  [ "$rc" -eq 1 ] || { echo "exit $rc, want 1"; cat "$err"; return 1; }
+  grep -qF "message too long (max 256 bytes)" "$err" || { echo "stderr does not say 'message too long (max 256 bytes)':"; cat "$err"; return 1; }
+}
+
+# t_status_allow WANT_STATUS WANT_ALLOW CURL-ARGS...
+t_status_allow() {
+  local want=$1 want_allow=$2 hdr="$TMPD/hdr" code allow
+  shift 2
+  rm -f "$hdr"
+  code=$(ncurl -o /dev/null -D "$hdr" -w '%{http_code}' "$@") || { echo "curl failed"; return 1; }
+  [ "$code" = "$want" ] || { echo "status $code, want $want"; cat "$hdr"; return 1; }
+  allow=$(header allow "$hdr")
+  [ "$(echo "$allow" | tr -d ' ')" = "$(echo "$want_allow" | tr -d ' ')" ] ||
+    { echo "Allow: '$allow', want '$want_allow'"; cat "$hdr"; return 1; }
+}
+
+t_chat_browser() {
+  local rc expect
+  expect=$(python3 -c 'import json, sys; a = sys.argv[1:]; print(json.dumps([a[i:i + 2] for i in range(0, len(a), 2)]))' \
+    "${CHAT_BROWSER_EXPECT[@]}")
+  in_ns env PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 EXPECT_TEXTS="$expect" POST_NAME=dora POST_TEXT="from the browser" \
+    timeout 90 node scripts/e2e/chat.mjs "$BASE/chat.html" "$OUT" >"$OUT/chat.json" 2>"$OUT/chat.err"
+  rc=$?
+  python3 - "$OUT/chat.json" <<'PY'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except Exception:
+    print("no JSON summary"); sys.exit(0)
+print(f"info: ready={s.get('ready')}; {len(s.get('shown') or [])} messages shown; <script> in #log: "
+      f"{s.get('scriptsInLog')}; dialogs: {len(s.get('dialogs') or [])}; posted from the page: {s.get('posted')}; "
+      f"{s.get('elapsedMs')} ms")
+for f in s.get("failures") or []:
+    print("failure: " + f)
+PY
+  if [ "$rc" -ne 0 ]; then
+    echo "chat.mjs exit $rc (see $OUT/chat.json, $OUT/chat.err)"
+    tail -n 5 "$OUT/chat.err"
+    return 1
+  fi
+}
+
+# ------------------------------------------------------------------ HTTP/1.1 checks
+
+# GET -r 0-99: 206, the file's first 100 bytes, Content-Range bytes 0-99/SIZE.
+t_range() {
+  local path=$1 file=$2 body="$TMPD/body" hdr="$TMPD/hdr" code size cr
+  size=$(fsize "$file"); rm -f "$body" "$hdr"
+  code=$(ncurl -r 0-99 -o "$body" -D "$hdr" -w '%{http_code}' "$BASE$path") || { echo "curl failed"; return 1; }
+  [ "$code" = 206 ] || { echo "status $code, want 206"; cat "$hdr"; return 1; }
+  [ "$(fsize "$body")" = 100 ] || { echo "got $(fsize "$body") bytes, want 100"; return 1; }
+  head -c 100 "$file" | cmp -s - "$body" || { echo "the 100 bytes differ from the start of $file"; return 1; }
+  cr=$(header content-range "$hdr")
+  [ "$cr" = "bytes 0-99/$size" ] || { echo "Content-Range '$cr', want 'bytes 0-99/$size'"; cat "$hdr"; return 1; }
+}
+
+# GET -r SIZE-: 416 with Content-Range bytes */SIZE.
+t_range_416() {
+  local path=$1 file=$2 hdr="$TMPD/hdr" code size cr
+  size=$(fsize "$file"); rm -f "$hdr"
+  code=$(ncurl -r "$size-" -o /dev/null -D "$hdr" -w '%{http_code}' "$BASE$path") || { echo "curl failed"; return 1; }
+  [ "$code" = 416 ] || { echo "status $code, want 416"; cat "$hdr"; return 1; }
+  cr=$(header content-range "$hdr")
+  [ "$cr" = "bytes */$size" ] || { echo "Content-Range '$cr', want 'bytes */$size'"; cat "$hdr"; return 1; }
+}
+
+# curl --compressed: Content-Encoding gzip, Vary: Accept-Encoding, decoded body = the file.
+t_gzip() {
+  local path=$1 file=$2 body="$TMPD/body" hdr="$TMPD/hdr" code ce vary
+  rm -f "$body" "$hdr"
+  code=$(ncurl --compressed -o "$body" -D "$hdr" -w '%{http_code}' "$BASE$path") || { echo "curl failed"; return 1; }
+  [ "$code" = 200 ] || { echo "status $code, want 200"; cat "$hdr"; return 1; }
+  ce=$(header content-encoding "$hdr"); vary=$(header vary "$hdr")
+  [ "$ce" = gzip ] || { echo "Content-Encoding '$ce', want gzip"; cat "$hdr"; return 1; }
+  echo "$vary" | grep -qi 'accept-encoding' || { echo "Vary '$vary' does not name Accept-Encoding"; cat "$hdr"; return 1; }
+  cmp -s "$body" "$file" || { echo "decoded body ($(fsize "$body") bytes) differs from $file"; return 1; }
+  echo "info: $(header content-length "$hdr") bytes on the wire for $(fsize "$file")"
+}
+
+# Without Accept-Encoding: no Content-Encoding, the file as is.
+t_no_gzip() {
+  local path=$1 file=$2 body="$TMPD/body" hdr="$TMPD/hdr" code ce
+  rm -f "$body" "$hdr"
+  code=$(ncurl -o "$body" -D "$hdr" -w '%{http_code}' "$BASE$path") || { echo "curl failed"; return 1; }
+  [ "$code" = 200 ] || { echo "status $code, want 200"; cat "$hdr"; return 1; }
+  ce=$(header content-encoding "$hdr")
+  [ -z "$ce" ] || { echo "Content-Encoding '$ce' without Accept-Encoding"; cat "$hdr"; return 1; }
+  cmp -s "$body" "$file" || { echo "body differs from $file"; return 1; }
+}
+
+# If-None-Match with the ETag of a GET: 304, no body.
+t_inm() {
+  local path=$1 hdr="$TMPD/hdr" body="$TMPD/body" code etag
+  rm -f "$hdr" "$body"
+  ncurl -o /dev/null -D "$hdr" "$BASE$path" || { echo "curl failed"; return 1; }
+  etag=$(header etag "$hdr")
+  [ -n "$etag" ] || { echo "no ETag"; cat "$hdr"; return 1; }
+  code=$(ncurl -H "If-None-Match: $etag" -o "$body" -D "$hdr" -w '%{http_code}' "$BASE$path") || { echo "curl failed"; return 1; }
+  [ "$code" = 304 ] || { echo "If-None-Match: $etag -> status $code, want 304"; cat "$hdr"; return 1; }
+  [ ! -s "$body" ] || { echo "304 with a $(fsize "$body")-byte body"; return 1; }
+}
+
+# One curl, three URLs: all 200 over one connection.
+t_keepalive() {
+  local out="$TMPD/ka" conns codes
+  ncurl -o /dev/null -o /dev/null -o /dev/null -w '%{http_code} %{num_connects}\n' \
+    "$BASE/" "$BASE/img/car.jpeg" "$BASE/text/text.htm" >"$out" || { echo "curl failed"; cat "$out"; return 1; }
+  codes=$(cut -d' ' -f1 "$out" | tr '\n' ' ')
+  conns=$(awk '{ s += $2 } END { print s + 0 }' "$out")
+  [ "$codes" = "200 200 200 " ] || { echo "statuses: $codes"; return 1; }
+  [ "$conns" = 1 ] || { echo "$conns connections for 3 requests, want 1 (per request: $(cut -d' ' -f2 "$out" | tr '\n' ' '))"; return 1; }
+}
+
+# The slow-head experiment (run once by the section): results in $TMPD/slow.*.
+run_slow_head() {
+  rm -f "$TMPD/slow.started" "$TMPD/slow.out" "$TMPD/slow.curl"
+  in_ns timeout 20 python3 scripts/e2e/slow_head.py "$SERVER_IP" "$PORT" "$TMPD/slow.started" \
+    >"$TMPD/slow.out" 2>"$TMPD/slow.err" &
+  local pid=$!
+  for _ in $(seq 1 100); do [ -f "$TMPD/slow.started" ] && break; sleep 0.05; done
+  if [ -f "$TMPD/slow.started" ]; then
+    sleep 1
+    ncurl -o "$TMPD/slow.body" -w '%{http_code} %{time_total}\n' "$BASE/img/car.jpeg" >"$TMPD/slow.curl" 2>&1
+  else
+    echo "slow client did not start within 5 s" >"$TMPD/slow.curl"
+  fi
+  wait "$pid"
+  echo "exit $?" >>"$TMPD/slow.err"
+}
+
+t_slow_408() {
+  local line status after
+  line=$(cat "$TMPD/slow.out")
+  status=$(sed -n 's/^status=\([^ ]*\).*/\1/p' "$TMPD/slow.out")
+  after=$(sed -n 's/.* after=\([0-9.]*\).*/\1/p' "$TMPD/slow.out")
+  [ "$status" = 408 ] || { echo "slow client: ${line:-no output}"; cat "$TMPD/slow.err"; return 1; }
+  awk -v a="$after" 'BEGIN { exit !(a >= 4.5 && a <= 7) }' ||
+    { echo "408 after ${after}s, want 4.5-7 s: $line"; return 1; }
+  echo "info: $line"
+}
+
+t_slow_other() {
+  local code t
+  read -r code t <"$TMPD/slow.curl"
+  [ "$code" = 200 ] || { echo "curl: $(cat "$TMPD/slow.curl")"; return 1; }
+  cmp -s "$TMPD/slow.body" "$FS/img/car.jpeg" || { echo "body differs from $FS/img/car.jpeg"; return 1; }
+  awk -v t="$t" 'BEGIN { exit !(t < 1) }' || { echo "took ${t}s, want < 1 s"; return 1; }
+  echo "info: 200 in ${t}s"
+}
+
+# wrk (run once by the section into $OUT/wrk.txt).
+t_wrk_errors() {
+  local f="$OUT/wrk.txt"
+  [ -s "$f" ] || { echo "no wrk output"; return 1; }
+  if grep -q 'Socket errors:' "$f" && ! grep -qE 'Socket errors: connect 0, read 0, write 0, timeout 0$' "$f"; then
+    grep 'Socket errors:' "$f"; grep 'requests in' "$f"; return 1
+  fi
+  if grep -q 'Non-2xx or 3xx responses' "$f"; then grep 'Non-2xx or 3xx responses' "$f"; return 1; fi
+}
+
+t_wrk_requests() {
+  local f="$OUT/wrk.txt" n
+  n=$(sed -n 's/^ *\([0-9][0-9]*\) requests in .*/\1/p' "$f")
+  if [ -z "$n" ] || [ "$n" -eq 0 ]; then echo "no requests completed:"; cat "$f"; return 1; fi
+  echo "info: $(sed -n 's/^ *\([0-9]* requests in [^,]*\), \(.*\)/\1, \2/p' "$f"); $(grep '^Requests/sec' "$f" | tr -s ' '); $(grep '^Transfer/sec' "$f" | tr -s ' ')"
+  echo "info: latency $(awk '/Latency/ { print "avg " $2 ", stdev " $3 ", max " $4 }' "$f")"
+}
+
+t_seek() {
+  local rc
+  in_ns env PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 90 \
+    node scripts/e2e/seek.mjs "$BASE/" "$OUT" /video/Planeta.mp4 >"$OUT/seek.json" 2>"$OUT/seek.err"
+  rc=$?
+  python3 - "$OUT/seek.json" <<'PY'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except Exception:
+    print("no JSON summary"); sys.exit(0)
+a = s.get("after") or {}
+print(f"info: seeked to {a.get('currentTime')} s in {s.get('seekMs')} ms, readyState {a.get('readyState')}; "
+      f"ranges asked: {', '.join(str(r.get('range')) + ' -> ' + str(r.get('status')) for r in s.get('requests') or [])}")
+for f in s.get("failures") or []:
+    print("failure: " + f)
+PY
+  if [ "$rc" -ne 0 ]; then
+    echo "seek.mjs exit $rc (see $OUT/seek.json, $OUT/seek.err)"
+    tail -n 5 "$OUT/seek.err"
+    return 1
+  fi
+}
+
+t_status_json() {
+  local out="$TMPD/status.json" code
+  code=$(ncurl -o "$out" -w '%{http_code}' "$BASE/status") || { echo "curl failed"; return 1; }
+  [ "$code" = 200 ] || { echo "status $code, want 200"; return 1; }
+  python3 - "$out" <<'PY'
+import json, sys
+raw = open(sys.argv[1], encoding="utf-8").read()
+try:
+    d = json.loads(raw)
+except ValueError as e:
+    print(f"not JSON ({e}): {raw[:300]}"); sys.exit(1)
+slots = d.get("slots")
+if not isinstance(slots, list) or len(slots) != 10:
+    print(f"want 10 slots, got {slots!r}"); sys.exit(1)
+for i, s in enumerate(slots):
+    if not isinstance(s, dict) or "state" not in s or "served" not in s:
+        print(f"slot {i} lacks state/served: {s!r}"); sys.exit(1)
+missing = [k for k in ("requests", "bytes", "client_errors", "server_errors", "timeouts", "held_off") if k not in d]
+if missing:
+    print(f"missing fields: {missing}"); sys.exit(1)
+print("info: " + ", ".join(f"{k} {d[k]}" for k in d if k != "slots"))
+print("info: served per slot: " + " ".join(str(s["served"]) for s in slots))
+PY
+}
+
+# ------------------------------------------------------------------ redbot
+
+# setup_redbot: sets REDBOT to a working redbot, or REDBOT_WHY to why there is none.
+# Uses a redbot on PATH, else installs it from PyPI into a venv ($E2E_VENV) once.
+REDBOT=
+REDBOT_WHY=
+setup_redbot() {
+  local venv=${E2E_VENV:-target/e2e/venv}
+  if command -v redbot >/dev/null 2>&1 && redbot --help >/dev/null 2>&1; then REDBOT=$(command -v redbot); return; fi
+  if [ ! -x "$venv/bin/redbot" ]; then
+    say "installing redbot from PyPI into $venv (pip, once)"
+    if ! timeout 120 python3 -m venv "$venv" >"$TMPD/venv.log" 2>&1; then
+      REDBOT_WHY="python3 -m venv failed (Debian: apt-get install python3-venv): $(tail -n 1 "$TMPD/venv.log")"
+      rm -rf "$venv"; return
+    fi
+    if ! timeout 300 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check redbot >"$TMPD/pip.log" 2>&1; then
+      REDBOT_WHY="pip install redbot failed: $(grep -m1 -iE 'error' "$TMPD/pip.log" || tail -n 1 "$TMPD/pip.log")"
+      rm -rf "$venv"; return
+    fi
+  fi
+  if "$venv/bin/redbot" --help >/dev/null 2>&1; then
+    REDBOT=$(realpath "$venv/bin/redbot")
+  else
+    REDBOT_WHY="$venv/bin/redbot --help fails (remove $venv to reinstall)"
+  fi
+}
+
+# t_redbot URL NAME [redbot flags]: HAR to $OUT/redbot-NAME.har; no BAD note.
+t_redbot() {
+  local url=$1 name=$2 har
+  shift 2
+  if [ -z "$REDBOT" ]; then echo "skip: redbot unavailable: $REDBOT_WHY"; return 77; fi
+  har="$OUT/redbot-$name.har"
+  in_ns timeout 60 "$REDBOT" -o har "$@" "$url" >"$har" 2>"$TMPD/redbot.err" ||
+    { echo "redbot exit $?"; tail -n 5 "$TMPD/redbot.err"; return 1; }
+  python3 scripts/e2e/har_notes.py "$har"
+}
+
 # ------------------------------------------------------------------ setup / teardown
 
 cleanup() {
@@ -259,7 +586,7 @@ cleanup() {
 
 finish() {
   echo
-  echo "$PASS passed, $FAIL failed"
+  if [ "$SKIP" -gt 0 ]; then echo "$PASS passed, $FAIL failed, $SKIP skipped"; else echo "$PASS passed, $FAIL failed"; fi
   if [ "$FAIL" -gt 0 ]; then
     echo "--- last 20 lines of $LOG"
     tail -n 20 "$LOG"
@@ -279,6 +606,15 @@ need sha256sum coreutils
 need timeout coreutils
 need cmp diffutils
 need awk gawk
+need python3 python3
+# wrk drives the load check; CI installs it, a developer's machine may not have it yet.
+if ! command -v wrk >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || die "'wrk' not found: install wrk (https://github.com/wg/wrk)"
+  say "wrk not found: installing it (apt-get install -y -qq wrk)"
+  { timeout 300 apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1 ||
+    { timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq --no-install-recommends wrk >/dev/null; }; } ||
+    die "could not install wrk: apt-get update && apt-get install wrk"
+fi
 if [ "${E2E_SKIP_BROWSER:-0}" != 1 ]; then
   need node nodejs
   node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
@@ -293,15 +629,23 @@ if [ "${E2E_SKIP_BROWSER:-0}" != 1 ]; then
 fi
 
 BIN=${SMOLHTTPD_BIN:-target/release/smolhttpd}
-if [ ! -x "$BIN" ]; then
-  [ -z "${SMOLHTTPD_BIN:-}" ] || die "SMOLHTTPD_BIN=$BIN is not an executable file"
+CHAT=${CHAT_BIN:-target/release/chat}
+[ -z "${SMOLHTTPD_BIN:-}" ] || [ -x "$BIN" ] || die "SMOLHTTPD_BIN=$BIN is not an executable file"
+[ -z "${CHAT_BIN:-}" ] || [ -x "$CHAT" ] || die "CHAT_BIN=$CHAT is not an executable file"
+if [ ! -x "$BIN" ] || [ ! -x "$CHAT" ]; then
   need cargo "rustup (https://rustup.rs) or cargo"
-  say "building $BIN"
-  cargo build --release --bin smolhttpd || die "cargo build failed"
-elif [ -z "${SMOLHTTPD_BIN:-}" ] && [ -n "$(find src build.rs Cargo.toml fs_image -newer "$BIN" -print -quit 2>/dev/null)" ]; then
-  say "note: $BIN is older than the sources (testing it as is; rebuild with cargo build --release)"
+  say "building the release binaries (smolhttpd, chat)"
+  cargo build --release --bins || die "cargo build failed"
 fi
+for b in "$BIN" "$CHAT"; do
+  case $b in target/*)
+    if [ -n "$(find src build.rs Cargo.toml fs_image -newer "$b" -print -quit 2>/dev/null)" ]; then
+      say "note: $b is older than the sources (testing it as is; rebuild with cargo build --release)"
+    fi ;;
+  esac
+done
 BIN=$(realpath "$BIN")
+CHAT=$(realpath "$CHAT")
 
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
@@ -361,6 +705,71 @@ check "server logged the requests (one line mentions /no/such/file)" t_logged /n
 if [ "${E2E_SKIP_BROWSER:-0}" != 1 ]; then
   section "browser (headless Chromium via playwright-core)"
   check "home page: every <img> decoded, every <video> readyState >= 2, screenshot $OUT/home.png" t_browser
+fi
+
+# ------------------------------------------------------------------ chat (issue 4)
+
+section "chat: CLI clients and the chat page"
+# Lines as `chat --listen/--once` print them, in posting order.
+CHAT_LINES=("ana: hola a todos" "ana: <script>alert(1)</script> hola" "carla: hola ana, ¿qué tal?" "dora: from the browser")
+CHAT_BROWSER_EXPECT=(ana "hola a todos" ana "<script>alert(1)</script> hola" carla "hola ana, ¿qué tal?")
+# beto listens for 8 s while the others post (started directly, so $! is its own PID).
+ip netns exec "$NS" timeout 20 "$CHAT" "$SERVER_IP" "$PORT" --name beto --listen --for 8 \
+  >"$OUT/chat-listen.txt" 2>"$OUT/chat-listen.err" &
+LISTEN_PID=$!
+check "chat --name ana: pipes two lines (one is <script>alert(1)</script> hola), exit 0" \
+  t_chat_post ana "hola a todos" "<script>alert(1)</script> hola"
+check "chat --name carla: posts a reply, exit 0" t_chat_post carla "hola ana, ¿qué tal?"
+if [ "${E2E_SKIP_BROWSER:-0}" != 1 ]; then
+  check "chat page: shows ana's <script> line as text (no <script> element, no dialog), posts 'dora: from the browser' with Send, screenshot $OUT/chat.png" \
+    t_chat_browser
+else
+  # Without a browser dora posts with the form encoding the page uses.
+  check "POST /chat as dora (browser skipped): 201" t_status 201 --data-urlencode name=dora \
+    --data-urlencode "text=from the browser" "$BASE/chat"
+fi
+check "chat: a 257-byte message exits 1 with 'message too long (max 256 bytes)'" t_chat_too_long
+check "POST /chat with Content-Type: text/plain: 415" t_status 415 -H 'Content-Type: text/plain' \
+  --data 'name=eve&text=plain' "$BASE/chat"
+check "GET /chat?since=abc: 400" t_status 400 "$BASE/chat?since=abc"
+check "PUT /chat: 405 with Allow: GET, POST" t_status_allow 405 "GET, POST" -X PUT "$BASE/chat"
+check "chat --once: exactly the 4 posted messages, in order" t_chat_once
+# beto's listener ends by itself after 8 s (timeout 20 bounds it).
+wait "$LISTEN_PID"; listen_rc=$?; LISTEN_PID=
+check "chat --listen --for 8 (beto): exit 0, saw ana, carla and dora in posting order" t_chat_listen "$listen_rc"
+
+# ------------------------------------------------------------------ HTTP/1.1 (issue 5)
+
+section "HTTP/1.1: ranges, gzip, 304, keep-alive, load, deadlines, seeking, /status"
+MP4=$FS/video/Planeta.mp4
+check "GET -r 0-99 /video/Planeta.mp4: 206, first 100 bytes, Content-Range bytes 0-99/$(fsize "$MP4")" \
+  t_range /video/Planeta.mp4 "$MP4"
+check "GET -r $(fsize "$MP4")- /video/Planeta.mp4: 416, Content-Range bytes */$(fsize "$MP4")" \
+  t_range_416 /video/Planeta.mp4 "$MP4"
+check "GET / --compressed: Content-Encoding gzip, Vary, decodes to $FS/index.html" t_gzip / "$FS/index.html"
+check "GET / without Accept-Encoding: no Content-Encoding, $FS/index.html as is" t_no_gzip / "$FS/index.html"
+check "GET / with If-None-Match: <its ETag>: 304, no body" t_inm /
+check "keep-alive: one curl, 3 URLs, 1 connection" t_keepalive
+say "slow client: one head byte a second (~6 s)"
+run_slow_head
+check "slow head (1 byte/s): 408 between 4.5 and 7 s after its first byte" t_slow_408
+check "GET /img/car.jpeg 1 s into the slow head: 200 in < 1 s" t_slow_other
+if [ "${E2E_SKIP_BROWSER:-0}" != 1 ]; then
+  check "Chromium: seek /video/Planeta.mp4 to 5 s: seeked, readyState >= 2, Range bytes=N- (N > 0)" t_seek
+fi
+say "wrk -t2 -c50 -d3s $BASE/index.html (50 connections for 10 slots)"
+in_ns timeout 20 wrk -t2 -c50 -d3s "$BASE/index.html" >"$OUT/wrk.txt" 2>&1
+check "wrk -t2 -c50 -d3s: no socket errors, no non-2xx" t_wrk_errors
+check "wrk -t2 -c50 -d3s: requests completed" t_wrk_requests
+check "GET /status: JSON with 10 slots and the counters" t_status_json
+
+# ------------------------------------------------------------------ redbot
+
+if [ "${E2E_SKIP_REDBOT:-0}" != 1 ]; then
+  section "redbot (HTTP lint; BAD notes fail)"
+  setup_redbot
+  check "redbot $BASE/ (and the page's assets): no BAD notes" t_redbot "$BASE/" home -a
+  check "redbot $BASE/video/Flores.mp4: no BAD notes" t_redbot "$BASE/video/Flores.mp4" flores
 fi
 
 finish

@@ -232,14 +232,15 @@ impl<'a, const N: usize> Server<'a, N> {
         let mut busy = false;
         self.iface.poll_maintenance(now);
         for _ in 0..self.config.rx_budget {
+            // Judged per frame from the sockets themselves: a SYN in this batch may have
+            // taken the last listening one.
+            let sockets = &self.sockets;
+            let socket = |slot: &Slot| sockets.get::<tcp::Socket>(slot.handle);
+            let open = self.slots.iter().any(|s| socket(s).is_listening());
             let mut known = heapless::Vec::<IpEndpoint, N>::new();
-            let open = self.slots.iter().any(|s| s.state == State::Listen);
             if !open {
-                for slot in &self.slots {
-                    let socket = self.sockets.get::<tcp::Socket>(slot.handle);
-                    if let Some(ep) = socket.remote_endpoint() {
-                        let _ = known.push(ep);
-                    }
+                for ep in self.slots.iter().filter_map(|s| socket(s).remote_endpoint()) {
+                    let _ = known.push(ep);
                 }
             }
             let filter = Filter {
@@ -260,8 +261,6 @@ impl<'a, const N: usize> Server<'a, N> {
                 PollIngressSingleResult::None => break,
                 _ => busy = true,
             }
-            // A SYN may have taken the last listening socket: re-evaluate the gate.
-            busy |= self.service(now);
         }
         busy |= self.service(now);
         while self.iface.poll_egress(now, device, &mut self.sockets)
