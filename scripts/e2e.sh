@@ -521,17 +521,21 @@ PY
 REDBOT=
 REDBOT_WHY=
 setup_redbot() {
-  local venv=${E2E_VENV:-target/e2e/venv}
+  local venv=${E2E_VENV:-target/e2e/venv} fresh=0
   if command -v redbot >/dev/null 2>&1 && redbot --help >/dev/null 2>&1; then REDBOT=$(command -v redbot); return; fi
   if [ ! -x "$venv/bin/redbot" ]; then
-    say "installing redbot from PyPI into $venv (pip, once)"
+    say "installing redbot from PyPI into $venv (python3 -m venv + pip, once)"
+    [ -e "$venv" ] || fresh=1
+    # Only a venv made here is removed again on failure.
     if ! timeout 120 python3 -m venv "$venv" >"$TMPD/venv.log" 2>&1; then
-      REDBOT_WHY="python3 -m venv failed (Debian: apt-get install python3-venv): $(tail -n 1 "$TMPD/venv.log")"
-      rm -rf "$venv"; return
+      REDBOT_WHY="python3 -m venv $venv failed (Debian: apt-get install python3-venv): $(tail -n 1 "$TMPD/venv.log")"
+      [ "$fresh" = 1 ] && rm -rf "$venv"
+      return
     fi
     if ! timeout 300 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check redbot >"$TMPD/pip.log" 2>&1; then
-      REDBOT_WHY="pip install redbot failed: $(grep -m1 -iE 'error' "$TMPD/pip.log" || tail -n 1 "$TMPD/pip.log")"
-      rm -rf "$venv"; return
+      REDBOT_WHY="pip install redbot failed: $(grep -m1 -i 'error' "$TMPD/pip.log" || tail -n 1 "$TMPD/pip.log")"
+      [ "$fresh" = 1 ] && rm -rf "$venv"
+      return
     fi
   fi
   if "$venv/bin/redbot" --help >/dev/null 2>&1; then
@@ -637,13 +641,18 @@ if [ ! -x "$BIN" ] || [ ! -x "$CHAT" ]; then
   say "building the release binaries (smolhttpd, chat)"
   cargo build --release --bins || die "cargo build failed"
 fi
-for b in "$BIN" "$CHAT"; do
+# stale BINARY SOURCES...: say so when a default binary is older than its sources.
+stale() {
+  local b=$1
+  shift
   case $b in target/*)
-    if [ -n "$(find src build.rs Cargo.toml fs_image -newer "$b" -print -quit 2>/dev/null)" ]; then
+    if [ -n "$(find "$@" -newer "$b" -print -quit 2>/dev/null)" ]; then
       say "note: $b is older than the sources (testing it as is; rebuild with cargo build --release)"
     fi ;;
   esac
-done
+}
+stale "$BIN" src build.rs Cargo.toml fs_image
+stale "$CHAT" src/bin/chat.rs Cargo.toml
 BIN=$(realpath "$BIN")
 CHAT=$(realpath "$CHAT")
 

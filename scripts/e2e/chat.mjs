@@ -1,0 +1,202 @@
+#!/usr/bin/env node
+// chat.mjs URL OUTDIR — drive the chat page /chat.html in headless Chromium (Playwright).
+//
+//   URL     the chat page, e.g. http://192.168.69.1/chat.html
+//   OUTDIR  where chat.png goes
+//
+// Env: EXPECT_TEXTS  JSON array of [name, text] pairs that must be shown (as text) before
+//                    the page posts anything, e.g. '[["ana","<script>alert(1)</script> hola"]]'
+//      POST_NAME, POST_TEXT  what the page posts through its form (default dora / from the browser)
+//      CHROMIUM (default /usr/bin/chromium), TOTAL_TIMEOUT_MS (default 60000)
+//
+// Checks: the page loads (200) and sets body.dataset.ready = "1" after its first poll; every
+// expected message is a `.msg` whose `.name` and `.text` have exactly that textContent; no
+// <script> element exists inside the message list (#log) and no dialog (alert/confirm/prompt)
+// fired, so markup in a message stayed text; the form posts POST_NAME/POST_TEXT with the Send
+// button and the message comes back through the page's poll; no uncaught page errors and no
+// HTTP errors. Writes OUTDIR/chat.png and a JSON summary on stdout.
+// Exit status: 0 all good, 1 a check failed, 2 usage/launch error.
+//
+// Run it inside the test's network namespace (scripts/e2e.sh does).
+
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [url, outArg] = process.argv.slice(2);
+if (!url || !outArg) {
+  console.error('usage: node chat.mjs URL OUTDIR');
+  process.exit(2);
+}
+const outDir = resolve(outArg);
+mkdirSync(outDir, { recursive: true });
+
+const envMs = (name, dflt) => {
+  const v = Number.parseInt(process.env[name] ?? '', 10);
+  return Number.isFinite(v) && v > 0 ? v : dflt;
+};
+const TOTAL_TIMEOUT_MS = envMs('TOTAL_TIMEOUT_MS', 60000);
+const STEP_TIMEOUT_MS = 10000;
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+let expected = [];
+try {
+  expected = JSON.parse(process.env.EXPECT_TEXTS || '[]');
+} catch (e) {
+  console.error(`EXPECT_TEXTS is not JSON: ${e.message}`);
+  process.exit(2);
+}
+const postName = process.env.POST_NAME || 'dora';
+const postText = process.env.POST_TEXT || 'from the browser';
+
+const started = Date.now();
+const summary = {
+  url,
+  ok: false,
+  status: null,
+  ready: false,
+  shown: [],          // [name, text] of every .msg at the end
+  scriptsInLog: null, // <script> elements inside #log
+  dialogs: [],        // any alert/confirm/prompt: fail
+  posted: null,       // the page's own post came back through the poll
+  statusLine: null,   // #status text after posting
+  httpErrors: [],
+  pageErrors: [],
+  failedRequests: [],
+  screenshot: null,
+  failures: [],
+  elapsedMs: 0,
+};
+
+let browser;
+const watchdog = setTimeout(() => {
+  summary.failures.push(`watchdog: run exceeded ${TOTAL_TIMEOUT_MS} ms`);
+  finish(1);
+}, TOTAL_TIMEOUT_MS);
+
+let finished = false;
+async function finish(code) {
+  if (finished) return;
+  finished = true;
+  clearTimeout(watchdog);
+  summary.elapsedMs = Date.now() - started;
+  if (code === 0 && summary.failures.length) code = 1;
+  summary.ok = code === 0;
+  console.log(JSON.stringify(summary, null, 2));
+  if (browser) {
+    await Promise.race([browser.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
+  }
+  process.exit(code);
+}
+
+try {
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    timeout: 30000,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--no-proxy-server',
+    ],
+  });
+} catch (e) {
+  summary.failures.push(`launch ${executablePath}: ${e.message.split('\n')[0]}`);
+  await finish(2);
+}
+
+// All .msg rows as [name, text] (textContent, so markup shows as the characters it is).
+const readMessages = (page) =>
+  page.$$eval('#log .msg', (els) =>
+    els.map((el) => [
+      el.querySelector('.name')?.textContent ?? null,
+      el.querySelector('.text')?.textContent ?? null,
+    ]),
+  );
+const has = (rows, [name, text]) => rows.some(([n, t]) => n === name && t === text);
+
+try {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  page.on('dialog', async (d) => {
+    summary.dialogs.push(`${d.type()}: ${d.message()}`);
+    await d.dismiss().catch(() => {});
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400) summary.httpErrors.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
+  page.on('requestfailed', (req) => {
+    summary.failedRequests.push(`${req.method()} ${req.url()}: ${req.failure()?.errorText}`);
+  });
+  page.on('pageerror', (err) => summary.pageErrors.push(String(err)));
+
+  const resp = await page.goto(url, { waitUntil: 'load' });
+  summary.status = resp ? resp.status() : null;
+  if (summary.status !== 200) summary.failures.push(`page status ${summary.status}, want 200`);
+
+  await page.waitForSelector('body[data-ready="1"]', { timeout: STEP_TIMEOUT_MS });
+  summary.ready = true;
+
+  // The expected messages were posted before the page opened: the first poll brings them,
+  // but allow a few more polls (1 s apart) in case one was still in flight.
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  let rows = await readMessages(page);
+  while (!expected.every((e) => has(rows, e)) && Date.now() < deadline) {
+    await page.waitForTimeout(200);
+    rows = await readMessages(page);
+  }
+  for (const e of expected) {
+    if (!has(rows, e)) summary.failures.push(`not shown as text: ${JSON.stringify(e)}`);
+  }
+
+  // Post through the form, like a person: name, message, Send.
+  await page.fill('#name', postName);
+  await page.fill('#text', postText);
+  const posted = page.waitForResponse(
+    (r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/chat',
+  );
+  await page.click('#send');
+  const postResp = await posted;
+  if (postResp.status() !== 201) summary.failures.push(`page's POST /chat: ${postResp.status()}, want 201`);
+  try {
+    await page.waitForFunction(
+      ([n, t]) =>
+        Array.from(document.querySelectorAll('#log .msg')).some(
+          (el) => el.querySelector('.name')?.textContent === n && el.querySelector('.text')?.textContent === t,
+        ),
+      [postName, postText],
+      { timeout: STEP_TIMEOUT_MS },
+    );
+    summary.posted = true;
+  } catch (e) {
+    summary.posted = false;
+    summary.failures.push(`the page's own message ${JSON.stringify([postName, postText])} did not come back`);
+  }
+  summary.statusLine = await page.textContent('#status');
+  if ((await page.inputValue('#text')) !== '') summary.failures.push('message box not cleared after sending');
+
+  summary.shown = await readMessages(page);
+  summary.scriptsInLog = await page.$$eval('#log script', (els) => els.length);
+  if (summary.scriptsInLog !== 0) summary.failures.push(`${summary.scriptsInLog} <script> element(s) inside #log`);
+  // Give a dialog from injected markup a moment to fire before judging.
+  await page.waitForTimeout(300);
+  for (const d of summary.dialogs) summary.failures.push(`dialog fired: ${d}`);
+  for (const e of summary.pageErrors) summary.failures.push(`page error: ${e}`);
+  for (const e of summary.httpErrors) {
+    if (!/\/favicon\.ico$/.test(e)) summary.failures.push(`http error: ${e}`);
+  }
+  for (const e of summary.failedRequests) summary.failures.push(`request failed: ${e}`);
+
+  const shot = join(outDir, 'chat.png');
+  await page.screenshot({ path: shot, animations: 'disabled' });
+  summary.screenshot = shot;
+  await finish(0);
+} catch (e) {
+  summary.failures.push(`error: ${e.message.split('\n')[0]}`);
+  await finish(1);
+}
