@@ -63,7 +63,8 @@ fn main() {
                 let gz_path = gz_dir.join(format!("{i}.gz"));
                 fs::write(&gz_path, &gz).unwrap();
                 total += gz.len();
-                Some(gz_path)
+                let gz_etag = format!("\"{:08x}-{:x}-gz\"", crc32fast::hash(&gz), gz.len());
+                Some((gz_path, gz_etag))
             } else {
                 None
             }
@@ -82,7 +83,15 @@ fn main() {
         )
         .unwrap();
         match gzip {
-            Some(p) => writeln!(table, "        gzip: Some(include_bytes!({p:?})),").unwrap(),
+            Some((p, gz_etag)) => {
+                // The gzip copy is another representation: its own strong ETag (RFC 9110 8.8.3).
+                let gz_headers = header_block(&content_type, &gz_etag);
+                writeln!(table, "        gzip: Some(Gzip {{").unwrap();
+                writeln!(table, "            body: include_bytes!({p:?}),").unwrap();
+                writeln!(table, "            etag: {gz_etag:?},").unwrap();
+                writeln!(table, "            headers: {gz_headers:?},").unwrap();
+                writeln!(table, "        }}),").unwrap();
+            }
             None => writeln!(table, "        gzip: None,").unwrap(),
         }
         writeln!(table, "    }},").unwrap();
@@ -135,6 +144,11 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
             files.push((url, path));
         }
     }
+}
+
+/// The ready-made header lines of a representation.
+fn header_block(content_type: &str, etag: &str) -> String {
+    format!("Content-Type: {content_type}\r\nETag: {etag}\r\nAccept-Ranges: bytes\r\n")
 }
 
 /// Types mime_guess does not know.

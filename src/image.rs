@@ -17,7 +17,18 @@ pub struct File {
     /// The bytes.
     pub body: &'static [u8],
     /// A gzip copy of `body`, when the type compresses and the copy is smaller.
-    pub gzip: Option<&'static [u8]>,
+    pub gzip: Option<Gzip>,
+}
+
+/// The gzip representation of a file.
+#[derive(Debug)]
+pub struct Gzip {
+    /// The compressed bytes.
+    pub body: &'static [u8],
+    /// Its own strong ETag, quotes included.
+    pub etag: &'static str,
+    /// Its header lines, like [`File::headers`].
+    pub headers: &'static str,
 }
 
 include!(concat!(env!("OUT_DIR"), "/fs_image.rs"));

@@ -738,6 +738,9 @@ impl Link {
     }
 
     fn dgram_rx(&mut self, buf: &mut [u8], max_frame: usize) -> Option<usize> {
+        if self.sent < self.pending.len() {
+            self.flush();
+        }
         let Kind::Dgram { sock, remote, up } = &mut self.kind else {
             return None;
         };
@@ -768,21 +771,27 @@ impl Link {
         None
     }
 
-    /// Sends `self.frame[..4 + len]` (prefix and frame).
+    /// Sends `self.frame[..4 + len]`: the prefix and the frame on a stream, the frame alone as
+    /// a datagram. After what is pending; kept when the socket is full; dropped when that
+    /// buffer is full too, or when there is no peer (like an unplugged wire).
     fn send(&mut self, len: usize) {
         let bytes = 4 + len;
         self.frame[..4].copy_from_slice(&(len as u32).to_be_bytes());
-        match &mut self.kind {
-            Kind::Dgram { sock, remote, up } => match sock.send(&self.frame[4..bytes]) {
-                Ok(_) => {}
-                Err(e) if is_gone(&e) => mark_down(up, remote, &e),
-                Err(e) => log::debug!("qemu: send: {e}"),
-            },
-            // No peer, or one being dropped: the frame is lost, like on an unplugged wire.
-            Kind::Stream { peer, .. } => {
-                if peer.is_some() && self.broken.is_none() {
-                    self.send_stream(bytes);
-                }
+        let open = match &self.kind {
+            Kind::Stream { peer, .. } => peer.is_some() && self.broken.is_none(),
+            Kind::Dgram { .. } => true,
+        };
+        if open {
+            if self.sent < self.pending.len() {
+                self.flush();
+            }
+            if self.sent == self.pending.len() {
+                self.write_frame(bytes);
+            } else if self.pending.len() - self.sent + bytes <= PENDING_MAX {
+                self.pending.extend_from_slice(&self.frame[..bytes]);
+            } else {
+                self.dropped += 1;
+                log::debug!("qemu: peer is slow, frame dropped");
             }
         }
         let pending = self.sent < self.pending.len();
@@ -793,63 +802,70 @@ impl Link {
         });
     }
 
-    /// Sends a frame of `bytes` (prefix included) on the stream, after what is pending.
-    fn send_stream(&mut self, bytes: usize) {
-        if self.sent < self.pending.len() {
-            self.flush();
-        }
-        if self.broken.is_some() {
-            return;
-        }
-        if self.sent == self.pending.len() {
-            self.write_frame(bytes);
-        } else if self.pending.len() - self.sent + bytes <= PENDING_MAX {
-            self.pending.extend_from_slice(&self.frame[..bytes]);
-        } else {
-            self.dropped += 1;
-            log::debug!("qemu: peer is slow, frame dropped");
-        }
-    }
-
-    /// Writes a whole frame with nothing pending before it; keeps what the socket did not take.
+    /// Writes a whole frame (`self.frame[..bytes]`) with nothing pending before it; keeps what
+    /// the socket does not take now.
     fn write_frame(&mut self, bytes: usize) {
-        let Kind::Stream { peer: Some(s), .. } = &mut self.kind else {
-            return;
-        };
-        loop {
-            match s.write(&self.frame[..bytes]) {
-                Ok(n) if n == bytes => {}
-                Ok(n) => {
-                    self.pending.clear();
-                    self.sent = 0;
-                    self.pending.extend_from_slice(&self.frame[n..bytes]);
+        self.pending.clear();
+        self.sent = 0;
+        match &mut self.kind {
+            Kind::Stream { peer: Some(s), .. } => loop {
+                match s.write(&self.frame[..bytes]) {
+                    Ok(n) => self.pending.extend_from_slice(&self.frame[n..bytes]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.pending.extend_from_slice(&self.frame[..bytes])
+                    }
+                    Err(e) => self.broken = Some(e),
                 }
+                break;
+            },
+            Kind::Stream { peer: None, .. } => {}
+            Kind::Dgram { sock, remote, up } => match sock.send(&self.frame[4..bytes]) {
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.pending.clear();
-                    self.sent = 0;
-                    self.pending.extend_from_slice(&self.frame[..bytes]);
+                    self.pending.extend_from_slice(&self.frame[..bytes])
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => self.broken = Some(e),
-            }
-            return;
+                Err(e) if is_gone(&e) => mark_down(up, remote, &e),
+                Err(e) => log::debug!("qemu: send: {e}"),
+            },
         }
     }
 
     /// Writes what is pending, as much as the socket takes now.
     fn flush(&mut self) {
-        let Kind::Stream { peer: Some(s), .. } = &mut self.kind else {
-            return;
-        };
-        while self.sent < self.pending.len() {
-            match s.write(&self.pending[self.sent..]) {
-                Ok(0) => break,
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    self.broken = Some(e);
-                    break;
+        match &mut self.kind {
+            Kind::Stream { peer: Some(s), .. } => {
+                while self.sent < self.pending.len() {
+                    match s.write(&self.pending[self.sent..]) {
+                        Ok(0) => break,
+                        Ok(n) => self.sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            self.broken = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            Kind::Stream { peer: None, .. } => {}
+            // Pending datagrams are kept with their length prefix; one send each.
+            Kind::Dgram { sock, remote, up } => {
+                while self.pending.len() - self.sent >= 4 {
+                    let p = &self.pending[self.sent..];
+                    let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+                    match sock.send(&p[4..4 + len]) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if is_gone(&e) => {
+                            mark_down(up, remote, &e);
+                            self.sent = self.pending.len();
+                            break;
+                        }
+                        Err(e) => log::debug!("qemu: send: {e}"),
+                    }
+                    self.sent += 4 + len;
                 }
             }
         }
@@ -1308,6 +1324,29 @@ mod tests {
         let mut buf = vec![0; 2000];
         let n = peer.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], &out[..], "one datagram, no prefix");
+        // More than the peer's queue (net.unix.max_dgram_qlen, 10 by default): kept, not lost.
+        for i in 0..50u8 {
+            send_frame(&mut dev, &pattern(1000, i));
+        }
+        assert!(dev.waiter().limit().is_some(), "datagrams pending");
+        peer.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..1000 {
+            let _ = dev.receive(now()); // flushes
+            match peer.recv(&mut buf) {
+                Ok(n) => got.push(buf[..n].to_vec()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if got.len() == 50 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let want: Vec<Vec<u8>> = (0..50u8).map(|i| pattern(1000, i)).collect();
+        assert!(got == want, "all 50 datagrams, in order");
+        assert!(dev.waiter().limit().is_none());
         drop(dev);
         assert!(!ours.exists());
     }

@@ -142,6 +142,9 @@ pub struct Server<'a, const N: usize = { crate::SLOTS }> {
 
 /// How long after a held-off SYN idle keep-alive connections are closed to make room.
 const CROWDED_FOR: Duration = Duration::from_secs(3);
+/// While clients wait, a keep-alive connection idle this long is closed to make room. (A
+/// client reusing its connection sends its next request well within it.)
+const IDLE_GRACE: Duration = Duration::from_millis(200);
 
 impl<'a, const N: usize> Server<'a, N> {
     /// Sets up `N` slots on `iface`. The caller lends the socket storage (at least `N`
@@ -239,7 +242,11 @@ impl<'a, const N: usize> Server<'a, N> {
             let open = self.slots.iter().any(|s| socket(s).is_listening());
             let mut known = heapless::Vec::<IpEndpoint, N>::new();
             if !open {
-                for ep in self.slots.iter().filter_map(|s| socket(s).remote_endpoint()) {
+                for ep in self
+                    .slots
+                    .iter()
+                    .filter_map(|s| socket(s).remote_endpoint())
+                {
                     let _ = known.push(ep);
                 }
             }
@@ -338,6 +345,12 @@ impl Slot {
                 tcp: tcp::State::FinWait2,
                 ..
             } => Some(progress + config.linger_timeout),
+            // Free it on the very next poll.
+            State::Close {
+                progress,
+                tcp: tcp::State::TimeWait,
+                ..
+            } => Some(progress),
             State::Close { progress, .. } => Some(progress + config.send_timeout),
         }
     }
@@ -397,7 +410,7 @@ impl Slot {
                         cx.stats.timeouts += 1;
                         log::debug!("{}: idle connection closed", self.peer_display());
                         self.close(socket, now);
-                    } else if cx.crowded && self.requests > 0 {
+                    } else if cx.crowded && self.requests > 0 && now >= idle_since + IDLE_GRACE {
                         log::debug!(
                             "{}: idle keep-alive closed for a waiting client",
                             self.peer_display()
@@ -503,7 +516,12 @@ impl Slot {
                 }
                 let (now_queued, now_tcp) = (socket.send_queue(), socket.state());
                 match now_tcp {
-                    tcp::State::Closed | tcp::State::TimeWait | tcp::State::Listen => {
+                    // TIME-WAIT seen on an earlier poll: its ACK of the peer's FIN has gone
+                    // out with that poll's egress, so the slot need not wait out the 10 s.
+                    tcp::State::TimeWait if tcp == tcp::State::TimeWait => {
+                        self.relisten(socket, config.port);
+                    }
+                    tcp::State::Closed | tcp::State::Listen => {
                         self.relisten(socket, config.port);
                     }
                     _ if now_queued < queued || now_tcp != tcp => self.set_state(State::Close {
@@ -562,9 +580,13 @@ impl Slot {
         };
         let has_body = req.content_length.unwrap_or(0) > 0 || req.transfer_encoding;
         let body_read = consumed > req.head_len;
+        // While clients wait for a slot, a connection with nothing more queued is told it
+        // closes after this response, so it makes room without surprising its client.
+        let pipelined = self.buf.len() > consumed;
         let keep_alive = req.keep_alive
             && (!has_body || body_read)
-            && (!reply.status.is_error() || reply.keeps_connection());
+            && (!reply.status.is_error() || reply.keeps_connection())
+            && (!cx.crowded || pipelined);
         self.log.start(&req, reply.status, now);
         let (method, version) = (req.method, req.version);
         self.start(reply, method, version, keep_alive, cx);
@@ -1257,40 +1279,46 @@ fn method_check(req: &Request, reply: Reply) -> Reply {
 
 /// 200, 206, 304 or 416 for a file, with gzip when the client takes it.
 fn serve_file(req: &Request, file: &'static File) -> Reply {
-    let (body, extra) = match file.gzip {
-        Some(gz) if req.accept_gzip => (gz, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"),
-        Some(_) => (file.body, "Vary: Accept-Encoding\r\n"),
-        None => (file.body, ""),
+    // The representation: gzip for clients that take it, else the bytes as they are.
+    let (body, etag, headers, extra) = match &file.gzip {
+        Some(gz) if req.accept_gzip => (
+            gz.body,
+            gz.etag,
+            gz.headers,
+            "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n",
+        ),
+        Some(_) => (
+            file.body,
+            file.etag,
+            file.headers,
+            "Vary: Accept-Encoding\r\n",
+        ),
+        None => (file.body, file.etag, file.headers, ""),
     };
     let reply = Reply {
         status: Status::Ok,
-        headers: file.headers,
+        headers,
         extra,
         location: Location::None,
         content_range: None,
         content: Content::Static(body),
     };
-    if req
-        .if_none_match
-        .is_some_and(|inm| etag_matches(inm, file.etag))
-    {
+    if req.if_none_match.is_some_and(|inm| etag_matches(inm, etag)) {
         return Reply {
             status: Status::NotModified,
             content: Content::Static(&[]),
             ..reply
         };
     }
-    let range = req.range.filter(|_| {
-        req.method == Method::Get && req.if_range.is_none_or(|v| v == file.etag.as_bytes())
-    });
+    let range = req
+        .range
+        .filter(|_| req.method == Method::Get && req.if_range.is_none_or(|v| v == etag.as_bytes()));
     let len = body.len() as u64;
     match range.map(|r| parse_range(r, len)) {
         None | Some(RangeSpec::Ignore) => reply,
         Some(RangeSpec::Unsatisfiable) => Reply {
-            status: Status::RangeNotSatisfiable,
             content_range: Some(ContentRange::Unsatisfied(len)),
-            content: Content::Static(Status::RangeNotSatisfiable.text().as_bytes()),
-            ..reply
+            ..Reply::error(Status::RangeNotSatisfiable)
         },
         Some(RangeSpec::Bytes(a, b)) => Reply {
             status: Status::PartialContent,

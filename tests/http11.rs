@@ -48,6 +48,7 @@ fn range_rows() {
     let r = get_with(&mut sim, VIDEO, &format!("Range: bytes={len}-\r\n"));
     assert_eq!(r.status, 416);
     assert_eq!(r.header("content-range"), Some(&*format!("bytes */{len}")));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     // Other units, bad syntax and several ranges: the whole file.
     for h in [
         "Range: items=0-1\r\n",
@@ -119,6 +120,19 @@ fn gzip_only_for_clients_that_accept_it() {
     .unwrap();
     assert_eq!(unzipped, plain);
     assert!(r.body.len() < plain.len());
+    // The gzip copy is another representation with its own ETag; validators follow it.
+    let plain_etag = get_with(&mut sim, "/", "")
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let gz_etag = r.header("etag").unwrap().to_string();
+    assert_ne!(plain_etag, gz_etag);
+    let gz = "Accept-Encoding: gzip\r\n";
+    let inm = |etag: &str| format!("{gz}If-None-Match: {etag}\r\n");
+    assert_eq!(get_with(&mut sim, "/", &inm(&gz_etag)).status, 304);
+    assert_eq!(get_with(&mut sim, "/", &inm(&plain_etag)).status, 200);
+    let stale = format!("{gz}Range: bytes=0-9\r\nIf-Range: {plain_etag}\r\n");
+    assert_eq!(get_with(&mut sim, "/", &stale).status, 200);
     // Ranges apply to the gzip representation.
     let part = get_with(
         &mut sim,

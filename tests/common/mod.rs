@@ -27,6 +27,8 @@ struct Queues {
     pool: Vec<Vec<u8>>,
     /// Reordering and duplication, beside smoltcp's FaultInjector (which can do neither).
     chaos: Chaos,
+    /// TCP segments with RST sent towards the client.
+    resets_to_client: u32,
 }
 
 /// Percentages of frames the wire delivers out of order or twice, from a seeded xorshift.
@@ -67,6 +69,9 @@ impl Chaos {
 impl Queues {
     /// Queues a frame towards `to`, maybe twice, maybe ahead of the one before it.
     fn deliver(&mut self, to: usize, frame: Vec<u8>) {
+        if to == 1 && is_rst(&frame) {
+            self.resets_to_client += 1;
+        }
         if self.chaos.roll(self.chaos.duplicate_pct) {
             let mut copy = self.pool.pop().unwrap_or_default();
             copy.clear();
@@ -154,6 +159,24 @@ impl Device for End {
     }
 }
 
+/// True for an IPv4 TCP segment with RST set.
+fn is_rst(frame: &[u8]) -> bool {
+    use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return false;
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+        return false;
+    };
+    if ip.next_header() != IpProtocol::Tcp {
+        return false;
+    }
+    TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.rst())
+}
+
 /// What a test client connection does.
 pub struct Conn {
     handle: SocketHandle,
@@ -218,6 +241,7 @@ impl<const N: usize> Sim<N> {
             frames: [VecDeque::with_capacity(POOL), VecDeque::with_capacity(POOL)],
             pool: (0..POOL).map(|_| Vec::with_capacity(MTU + 14)).collect(),
             chaos: Chaos::default(),
+            resets_to_client: 0,
         }));
         let mut server_dev = FaultInjector::new(
             End {
@@ -445,11 +469,12 @@ impl<const N: usize> Sim<N> {
         self.step();
     }
 
-    /// Polls without advancing time until no frame is in flight.
+    /// Polls without advancing time until no frame is in flight and nothing is due now.
     fn settle(&mut self) {
         for _ in 0..1000 {
             self.step();
-            if !self.pending_frames() {
+            let due_now = self.server.poll_at(self.now).is_some_and(|t| t <= self.now);
+            if !self.pending_frames() && !due_now {
                 break;
             }
         }
@@ -481,6 +506,11 @@ impl<const N: usize> Sim<N> {
     /// From now on the wire reorders and duplicates frames too.
     pub fn set_chaos(&mut self, chaos: Chaos) {
         self.q.borrow_mut().chaos = chaos;
+    }
+
+    /// RST segments the server has sent so far.
+    pub fn resets_from_server(&self) -> u32 {
+        self.q.borrow().resets_to_client
     }
 
     /// The wire's chaos settings and counters.
