@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# qemu-test.sh — a QEMU guest as smolhttpd's client, two ways:
+#
+#   (a) tap     smolhttpd on tap0 and QEMU on qtap0, joined by a Linux bridge, all inside a
+#               network namespace this script creates and deletes (needs root; CI runs it)
+#   (b) stream  smolhttpd --qemu-stream on a unix socket and QEMU's -netdev stream: no root, no
+#               TAP, no namespace needed (frames only travel through the unix socket)
+#
+# Usage:  sudo scripts/qemu-test.sh            both ways (as a user: (b) only, (a) is skipped)
+#         QEMU_TEST_WAYS=stream scripts/qemu-test.sh
+#
+# The guest (scripts/qemu-guest.sh, built once into .cache/qemu-guest) boots under TCG
+# (/dev/kvm is not needed), fetches every file of fs_image/ with wget, prints its sha256, posts
+# a chat message and powers off. Checked per way: DONE on the console, every sha256 equal to
+# the file's, the chat message in the server's log; for (b) also that a second guest is served
+# by the same server (it accepts again when a peer leaves). Prints boot-to-result times, then
+# `N passed, M failed` on the last line; exit status 0 only if nothing failed.
+#
+# Env:
+#   SMOLHTTPD_BIN   server binary (default target/release/smolhttpd, built with cargo)
+#   QEMU_TEST_OUT   logs: server and guest console per way (default target/qemu-test)
+#   QEMU_TIMEOUT    seconds one guest may run, boot to power-off (default 300: TCG under load)
+#   QEMU_TEST_WAYS  "tap stream" (default)
+# shellcheck disable=SC2317  # checks are called via check()
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 2
+
+OUT=${QEMU_TEST_OUT:-target/qemu-test}
+QEMU_TIMEOUT=${QEMU_TIMEOUT:-300}
+WAYS=${QEMU_TEST_WAYS:-tap stream}
+SERVER_IP=192.168.69.1
+GUEST_CIDR=192.168.69.2/24
+BRIDGE_CIDR=192.168.69.100/24
+NS=smolhttpd-qemu-$$
+NS_MADE=
+TMPD=
+PIDS=()
+PASS=0
+FAIL=0
+TIMES=()
+
+say() { echo "qemu-test: $*"; }
+die() { echo "qemu-test: $*" >&2; exit 2; }
+
+# ------------------------------------------------------------------ cleanup
+
+# stop PID: TERM, then KILL after 5 s, then reap it and forget it (so a reused PID is never
+# signalled). Only children this script started are in PIDS.
+stop() {
+  local pid=$1 i keep=()
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  fi
+  wait "$pid" 2>/dev/null
+  for i in "${PIDS[@]}"; do [ "$i" = "$pid" ] || keep+=("$i"); done
+  PIDS=("${keep[@]}")
+  return 0
+}
+
+delete_ns() {
+  [ -n "$NS_MADE" ] || return 0
+  ip -n "$NS" link del qtap0 2>/dev/null
+  ip -n "$NS" link del tap0 2>/dev/null
+  ip -n "$NS" link del br0 2>/dev/null
+  ip netns del "$NS" 2>/dev/null
+  NS_MADE=
+}
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop "$pid"; done
+  delete_ns
+  [ -n "$TMPD" ] && rm -rf "$TMPD"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ checks
+
+# check NAME CMD...: run CMD (in this shell, so it may start processes and record times),
+# count it, show its output (indented) if it fails and its "info: " lines if it passes.
+check() {
+  local name=$1 out rc
+  shift
+  "$@" >"$TMPD/check.out" 2>&1; rc=$?
+  out=$(cat "$TMPD/check.out")
+  if [ "$rc" -eq 0 ]; then
+    PASS=$((PASS + 1)); echo "ok   - $name"
+    printf '%s\n' "$out" | sed -n 's/^info: /       /p'
+  else
+    FAIL=$((FAIL + 1)); echo "FAIL - $name"
+    [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | sed 's/^/       /'
+  fi
+  return 0
+}
+
+# The console, without carriage returns and terminal escapes.
+console() { tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g'; }
+
+t_done() { # CONSOLE
+  console "$1" | grep -q '^DONE' && return 0
+  echo "no DONE on the guest console; its last lines:"
+  console "$1" | tail -n 15
+  return 1
+}
+
+t_hashes() { # CONSOLE: every file's sha256, as the guest saw it
+  local con=$1 f url want got bad=0 n=0
+  for f in "${FILES[@]}"; do
+    url=$(url_of "$f")
+    want=$(sha256sum "$f" | cut -d' ' -f1)
+    got=$(console "$con" | awk -v u="$url" '$1 == "SHA256" && $3 == u { print $2; exit }')
+    n=$((n + 1))
+    if [ -z "$got" ]; then
+      echo "$f: no hash from the guest$(console "$con" | grep -F "FAIL wget $url" | sed 's/^/ (/; s/$/)/')"
+      bad=$((bad + 1))
+    elif [ "$got" != "$want" ]; then
+      echo "$f: guest got $got, want $want"
+      bad=$((bad + 1))
+    fi
+  done
+  echo "info: $((n - bad)) of $n files byte-identical"
+  [ "$bad" -eq 0 ]
+}
+
+t_chat() { # CONSOLE SERVERLOG: the guest's message reached the server
+  local con=$1 log=$2 id
+  id=$(console "$con" | sed -n 's/^CHAT {"id":\([0-9]*\)}.*/\1/p' | head -n1)
+  if [ -z "$id" ]; then
+    echo "the guest printed no CHAT reply:"
+    console "$con" | grep -E '^(CHAT|FAIL)' | head -n 5
+    return 1
+  fi
+  if ! grep -q "chat: message $id posted" "$log"; then
+    echo "the guest got id $id but the server log has no 'chat: message $id posted':"
+    grep 'chat' "$log" | tail -n 5
+    return 1
+  fi
+  echo "info: message $id posted, as the server logged"
+}
+
+t_hashes_and_chat() { # CONSOLE SERVERLOG
+  t_hashes "$1" && t_chat "$1" "$2"
+}
+
+# ------------------------------------------------------------------ helpers
+
+# url_of FILE: http://SERVER/path for fs_image/path, percent-encoding all but unreserved and '/'.
+url_of() {
+  local p=${1#fs_image/} out='' c i LC_ALL=C
+  for ((i = 0; i < ${#p}; i++)); do
+    c=${p:i:1}
+    case $c in
+      [a-zA-Z0-9/._~-]) out+=$c ;;
+      *) out+=$(printf '%%%02X' "'$c") ;;
+    esac
+  done
+  echo "http://$SERVER_IP/$out"
+}
+
+# wait_for FILE PATTERN SECONDS: until a line of FILE matches, bounded.
+wait_for() {
+  local file=$1 pat=$2 t=$3 i
+  for i in $(seq $((t * 10))); do
+    grep -q "$pat" "$file" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# boot_guest NAME CONSOLE NETDEV [PREFIX...]: run the guest to power-off (bounded), recording
+# the seconds from QEMU's start to DONE on its console in TIMES.
+boot_guest() {
+  local name=$1 con=$2 netdev=$3 pid t0 t1 secs='' i
+  shift 3
+  local urls
+  urls=$(for f in "${FILES[@]}"; do url_of "$f"; done | paste -sd, -)
+  local append="console=ttyS0 panic=-1 quiet guest_ip=$GUEST_CIDR guest_urls=$urls guest_chat=http://$SERVER_IP/chat"
+  [ ${#append} -lt 2000 ] || { echo "kernel command line too long (${#append})"; return 1; }
+  t0=$(date +%s.%N)
+  "$@" timeout -k 5 "$QEMU_TIMEOUT" qemu-system-x86_64 -accel tcg -m 256 -smp 1 \
+    -nographic -no-reboot -kernel "$KERNEL" -initrd "$INITRD" -append "$append" \
+    -netdev "$netdev" -device virtio-net-pci,netdev=n0,romfile= </dev/null >"$con" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  for i in $(seq $((QEMU_TIMEOUT * 10 + 100))); do
+    if [ -z "$secs" ] && grep -q '^DONE' <(console "$con"); then
+      t1=$(date +%s.%N)
+      secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  stop "$pid"
+  if [ -n "$secs" ]; then
+    TIMES+=("way $name: $secs s")
+    echo "info: boot to DONE in $secs s"
+  else
+    echo "no DONE within ${QEMU_TIMEOUT}s"
+    return 1
+  fi
+}
+
+# ------------------------------------------------------------------ the two ways
+
+way_tap() {
+  local log=$OUT/tap-server.log con=$OUT/tap-console.log spid
+  echo
+  echo "# way (a) tap: smolhttpd on tap0, QEMU on qtap0, bridge br0, namespace $NS"
+  ip netns add "$NS" || { FAIL=$((FAIL + 1)); echo "FAIL - create namespace $NS"; return; }
+  NS_MADE=1
+  ip -n "$NS" link set lo up
+  # tap0 for smolhttpd (tap-up.sh), qtap0 for QEMU; the host address moves to the bridge.
+  if ! ip netns exec "$NS" env HOST_CIDR="$BRIDGE_CIDR" scripts/tap-up.sh tap0 >"$OUT/tap-up.log" 2>&1 ||
+     ! ip -n "$NS" addr flush dev tap0 ||
+     ! ip -n "$NS" tuntap add dev qtap0 mode tap ||
+     ! ip -n "$NS" link add br0 type bridge ||
+     ! ip -n "$NS" link set tap0 master br0 ||
+     ! ip -n "$NS" link set qtap0 master br0 ||
+     ! ip -n "$NS" addr add "$BRIDGE_CIDR" dev br0 ||
+     ! ip -n "$NS" link set qtap0 up || ! ip -n "$NS" link set br0 up; then
+    FAIL=$((FAIL + 1)); echo "FAIL - set up tap0, qtap0 and br0 in $NS"
+    cat "$OUT/tap-up.log"
+    return
+  fi
+  ip netns exec "$NS" env RUST_LOG=info "$BIN" --tap tap0 >"$log" 2>&1 &
+  spid=$!
+  PIDS+=("$spid")
+  if ! wait_for "$log" 'smolhttpd: serving' 10; then
+    FAIL=$((FAIL + 1)); echo "FAIL - smolhttpd starts on tap0"; sed 's/^/       /' "$log"
+    return
+  fi
+  check "tap: guest boots, fetches and powers off" \
+    boot_guest "(a) tap" "$con" "tap,id=n0,ifname=qtap0,script=no,downscript=no" ip netns exec "$NS"
+  check "tap: DONE on the guest console" t_done "$con"
+  check "tap: every fs_image file's sha256 matches" t_hashes "$con"
+  check "tap: the guest's chat message reached the server" t_chat "$con" "$log"
+  stop "$spid"
+  delete_ns
+}
+
+way_stream() {
+  local log=$OUT/stream-server.log con=$OUT/stream-console.log sock=$TMPD/net.sock spid
+  echo
+  echo "# way (b) stream: smolhttpd --qemu-stream $sock, QEMU -netdev stream (no root, no tap)"
+  RUST_LOG=info "$BIN" --qemu-stream "$sock" >"$log" 2>&1 &
+  spid=$!
+  PIDS+=("$spid")
+  if ! wait_for "$log" 'smolhttpd: serving' 10; then
+    FAIL=$((FAIL + 1)); echo "FAIL - smolhttpd listens on $sock"; sed 's/^/       /' "$log"
+    return
+  fi
+  check "stream: guest boots, fetches and powers off" \
+    boot_guest "(b) stream" "$con" "stream,id=n0,server=off,addr.type=unix,addr.path=$sock"
+  check "stream: DONE on the guest console" t_done "$con"
+  check "stream: every fs_image file's sha256 matches" t_hashes "$con"
+  check "stream: the guest's chat message reached the server" t_chat "$con" "$log"
+  check "stream: the server saw the peer connect and leave" \
+    grep -q 'qemu peer disconnected; waiting for it to reconnect' "$log"
+  # The server keeps listening: a second guest connects to the same one.
+  check "stream: a second guest is served by the same server (reconnect)" \
+    boot_guest "(b) stream, 2nd guest" "$OUT/stream-console-2.log" \
+    "stream,id=n0,server=off,addr.type=unix,addr.path=$sock"
+  check "stream: second guest: every sha256 matches and its chat message arrived" \
+    t_hashes_and_chat "$OUT/stream-console-2.log" "$log"
+  stop "$spid"
+  check "stream: the server removed its socket on exit" test ! -e "$sock"
+}
+
+# ------------------------------------------------------------------ main
+
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+
+ROOT_USER=
+[ "$(id -u)" -eq 0 ] && ROOT_USER=1
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  [ -n "$ROOT_USER" ] || die "qemu-system-x86_64 not found: sudo apt-get install qemu-system-x86"
+  say "installing qemu-system-x86"
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends \
+    qemu-system-x86 >/dev/null || die "apt-get install qemu-system-x86 failed"
+fi
+
+mkdir -p "$OUT"
+TMPD=$(mktemp -d /tmp/smolhttpd-qemu.XXXXXX)
+
+guest=$(timeout 900 scripts/qemu-guest.sh) || die "building the guest failed (scripts/qemu-guest.sh)"
+mapfile -t GUEST <<<"$guest"
+KERNEL=${GUEST[0]:-}
+INITRD=${GUEST[1]:-}
+if [ ! -f "$KERNEL" ] || [ ! -f "$INITRD" ]; then
+  die "scripts/qemu-guest.sh gave no kernel and initrd"
+fi
+
+if [ -n "${SMOLHTTPD_BIN:-}" ]; then
+  BIN=$SMOLHTTPD_BIN
+else
+  BIN=$ROOT/target/release/smolhttpd
+  say "cargo build --release"
+  timeout 900 cargo build --release --quiet --bin smolhttpd || die "cargo build --release failed"
+fi
+[ -x "$BIN" ] || die "no server binary at $BIN"
+
+mapfile -t FILES < <(find fs_image -type f | LC_ALL=C sort)
+[ ${#FILES[@]} -gt 0 ] || die "no files under fs_image/"
+say "${#FILES[@]} files, guest $(basename "$KERNEL") + $(basename "$INITRD"), $(qemu-system-x86_64 --version | head -n1)"
+
+for way in $WAYS; do
+  case $way in
+    tap)
+      if [ -n "$ROOT_USER" ]; then
+        way_tap
+      else
+        echo; echo "# way (a) tap: skipped, it needs root (sudo $0)"
+      fi
+      ;;
+    stream) way_stream ;;
+    *) die "unknown way '$way' (tap, stream)" ;;
+  esac
+done
+
+echo
+for t in "${TIMES[@]}"; do echo "$t"; done
+echo "logs in $OUT"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
