@@ -41,25 +41,25 @@ impl<'d, 'f, D: Device + ?Sized> Gate<'d, 'f, D> {
     }
 }
 
+/// The TCP segment of an Ethernet frame carrying IPv4 TCP, with its source endpoint.
+pub fn tcp_segment(frame: &[u8]) -> Option<(IpEndpoint, TcpPacket<&[u8]>)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some((IpEndpoint::new(ip.src_addr().into(), tcp.src_port()), tcp))
+}
+
 /// True when `frame` is an IPv4 TCP SYN (without ACK) to `port` from a peer not in `known`.
 pub fn is_new_syn(frame: &[u8], port: u16, known: &[IpEndpoint]) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return false;
-    };
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return false;
-    }
-    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
-        return false;
-    };
-    if ip.next_header() != IpProtocol::Tcp {
-        return false;
-    }
-    let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
-        return false;
-    };
-    let peer = IpEndpoint::new(ip.src_addr().into(), tcp.src_port());
-    tcp.dst_port() == port && tcp.syn() && !tcp.ack() && !known.contains(&peer)
+    tcp_segment(frame).is_some_and(|(peer, tcp)| {
+        tcp.dst_port() == port && tcp.syn() && !tcp.ack() && !known.contains(&peer)
+    })
 }
 
 /// Receive token that may hide its frame.

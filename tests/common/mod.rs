@@ -161,20 +161,7 @@ impl Device for End {
 
 /// True for an IPv4 TCP segment with RST set.
 fn is_rst(frame: &[u8]) -> bool {
-    use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return false;
-    };
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return false;
-    }
-    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
-        return false;
-    };
-    if ip.next_header() != IpProtocol::Tcp {
-        return false;
-    }
-    TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.rst())
+    smolhttpd::gate::tcp_segment(frame).is_some_and(|(_, tcp)| tcp.rst())
 }
 
 /// What a test client connection does.
