@@ -140,7 +140,8 @@ pub struct Server<'a, const N: usize = { crate::SLOTS }> {
     started: Option<Instant>,
 }
 
-/// How long after a held-off SYN idle keep-alive connections are closed to make room.
+/// How long after a held-off SYN its client counts as waiting (its TCP retries the SYN after
+/// 1 s, then 2 s...).
 const CROWDED_FOR: Duration = Duration::from_secs(3);
 /// While clients wait, a keep-alive connection idle this long is closed to make room. (A
 /// client reusing its connection sends its next request well within it.)
@@ -293,7 +294,14 @@ impl<'a, const N: usize> Server<'a, N> {
             config: &self.config,
             stats: &mut self.stats,
             chat: &mut self.chat,
-            crowded: self.crowded_until.is_some_and(|t| now < t),
+            // Someone was held off lately and no slot is free for their retry: only then do
+            // connections make room. A free slot will take the retry, so nobody is pushed out.
+            // connections make room, one at a time (none while one is still closing).
+            crowded: self.crowded_until.is_some_and(|t| now < t)
+                && !self.slots.iter().any(|s| {
+                    matches!(s.state, State::Close { .. })
+                        || self.sockets.get::<tcp::Socket>(s.handle).is_listening()
+                }),
             slots: &slots,
             uptime: now - started,
         };
@@ -411,6 +419,7 @@ impl Slot {
                         log::debug!("{}: idle connection closed", self.peer_display());
                         self.close(socket, now);
                     } else if cx.crowded && self.requests > 0 && now >= idle_since + IDLE_GRACE {
+                        cx.crowded = false;
                         log::debug!(
                             "{}: idle keep-alive closed for a waiting client",
                             self.peer_display()
@@ -582,11 +591,18 @@ impl Slot {
         let body_read = consumed > req.head_len;
         // While clients wait for a slot, a connection with nothing more queued is told it
         // closes after this response, so it makes room without surprising its client.
-        let pipelined = self.buf.len() > consumed;
+        let make_room = cx.crowded && self.buf.len() == consumed;
         let keep_alive = req.keep_alive
             && (!has_body || body_read)
             && (!reply.status.is_error() || reply.keeps_connection())
-            && (!cx.crowded || pipelined);
+            && !make_room;
+        if make_room {
+            cx.crowded = false;
+            log::debug!(
+                "{}: closes after this response for a waiting client",
+                self.peer_display()
+            );
+        }
         self.log.start(&req, reply.status, now);
         let (method, version) = (req.method, req.version);
         self.start(reply, method, version, keep_alive, cx);

@@ -426,3 +426,48 @@ fn status_reports_slots_and_counters() {
     let served: u64 = slots.iter().map(|s| s["served"].as_u64().unwrap()).sum();
     assert_eq!(served, 4);
 }
+
+#[test]
+fn ten_keep_alive_clients_stay_on_their_connections_after_a_crowd() {
+    let mut sim: Sim = Sim::new();
+    // Ten clients, each 50 requests one after another on one connection (like wrk -c10).
+    for _ in 0..10 {
+        sim.open(
+            b"GET /text/text.htm HTTP/1.1\r\nHost: t\r\n\r\n",
+            Opts {
+                again: 49,
+                close_after: Some(50),
+                ..Opts::default()
+            },
+        );
+    }
+    sim.advance(Duration::from_millis(50));
+    // An eleventh client arrives while all ten slots are busy: it is held off, then served.
+    let late = sim.open(
+        b"GET /404.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        Opts::default(),
+    );
+    assert!(sim.run(Duration::from_secs(60)));
+    assert_eq!(
+        Response::parse(&sim.conns[late].received).unwrap().status,
+        200
+    );
+    let mut closes = 0;
+    for (k, c) in sim.conns[..10].iter().enumerate() {
+        let all = Response::parse_all(&c.received);
+        assert!(
+            all.len() >= 1 && all.iter().all(|r| r.status == 200),
+            "client {k}"
+        );
+        closes += all
+            .iter()
+            .filter(|r| r.header("connection") == Some("close"))
+            .count();
+    }
+    // One connection may be asked to make room for the late client; nobody else is.
+    assert!(
+        closes <= 1,
+        "{closes} keep-alive responses said Connection: close"
+    );
+    assert!(sim.server.stats().held_off >= 1);
+}

@@ -176,6 +176,9 @@ pub struct Conn {
     /// Close our side after this many complete responses (None: wait for the server to close).
     close_after: Option<usize>,
     no_read: bool,
+    again: usize,
+    /// Requests sent so far.
+    rounds: usize,
     /// All bytes received.
     pub received: Vec<u8>,
     /// The server closed (FIN) or reset.
@@ -195,6 +198,9 @@ pub struct Opts {
     pub gap: Option<Duration>,
     /// Never read: the receive window fills and stays shut.
     pub no_read: bool,
+    /// Send the request this many more times on the same connection, each once the previous
+    /// response is complete (a keep-alive client like wrk).
+    pub again: usize,
     pub close_after: Option<usize>,
 }
 
@@ -314,6 +320,8 @@ impl<const N: usize> Sim<N> {
             next_send: self.now,
             close_after: opts.close_after,
             no_read: opts.no_read,
+            again: opts.again,
+            rounds: 1,
             received: Vec::new(),
             ended: false,
             reset: false,
@@ -370,6 +378,12 @@ impl<const N: usize> Sim<N> {
                     break;
                 }
                 c.last_rx = Some(now);
+            }
+            if c.again > 0 && c.sent == c.request.len() && count_responses(&c.received) == c.rounds
+            {
+                c.again -= 1;
+                c.rounds += 1;
+                c.sent = 0;
             }
             if let Some(n) = c.close_after {
                 if count_responses(&c.received) >= n {
