@@ -1,0 +1,665 @@
+#!/usr/bin/env bash
+# bench.sh [--quick] — smolhttpd side by side with nginx and `python3 -m http.server`.
+#
+# Run as root. Everything happens inside network namespaces this script creates and deletes:
+#
+#   smolhttpd   namespace sbench-tap-PID: tap0, kernel side 192.168.69.100 (wrk, curl),
+#               smoltcp side 192.168.69.1 (the server, a user-space stack behind the tap)
+#   nginx,      namespace sbench-srv-PID (server, veth 192.168.69.1) <-> veth pair <->
+#   python      namespace sbench-cli-PID (wrk, curl, veth 192.168.69.100)
+#
+# So every client talks to http://192.168.69.1/ and nothing leaves the namespaces. Every load is
+# bounded in time (wrk -d, curl --max-time, `timeout` around each); nothing is pinned to a CPU
+# (server and client share the machine's cores the same way for each server).
+#
+# The served files, the same for all three servers (generated into target/bench/image, rewritten
+# only when their bytes would change, so the bench build stays cached):
+#   /index.html  exactly 1024 bytes of HTML: the "1 KB home page" (not fs_image/index.html,
+#                which is 2.7 KB)
+#   /100k.bin    102,400 random bytes      /10m.bin  10,485,760 random bytes (Python's
+#                random.Random(7): the same bytes on every machine)
+# smolhttpd is built with that folder as its image (SMOLHTTPD_FS_IMAGE) into its own target dir
+# (target/bench/cargo-image), and with the default image into target/bench/cargo-default for the
+# RSS target, so the normal target/ build is not touched.
+#
+# Per server: wrk -t2 -c10 -dD --latency on the 1 KB file with keep-alive and with
+# `Connection: close`, on the 100 KB file with keep-alive (plus requests per connection: wrk's
+# requests over the connections the client's kernel opened, since wrk reconnects silently when
+# a server drops keep-alive); the 10 MB file with curl (one checked
+# warm-up, then the median of N runs of %{speed_download}); then VmRSS/RssAnon (nginx: master +
+# workers summed) and CPU use while idle (/proc/PID/task/*/schedstat, ns). Then the 10 MB
+# download again for smolhttpd and nginx at MTU 9000 and 65000 (tap or veth MTU set with
+# `ip link set mtu`, smolhttpd started with the same --mtu; "+buf" means smolhttpd runs with
+# --tx-buffer 1048576 --rx-buffer 65536, nginx keeps the kernel's autotuned buffers).
+#
+# Modes: full (default): wrk -d10s, 5 curl runs, 5 s idle (about 3 minutes plus the build).
+#        --quick:        wrk -d3s, 3 curl runs, 3 s idle (about 1 minute plus the build).
+#
+# Output: the table on stdout and in target/bench/results.txt, target/bench/results.csv, the
+# chart target/bench/chart.png (scripts/bench/chart.gp), raw wrk/curl/server logs under
+# target/bench/logs/. Progress goes to stderr.
+#
+# Exit status: 0 when every run worked (targets that are missed are reported as MISS, not as a
+# failure); 1 when a run failed (a server did not start or died, wrk failed or saw non-2xx
+# answers or socket errors on more than 1% of requests, a download was short or wrong);
+# 2 for a setup problem (not root, install or build failed).
+#
+# Env: BENCH_OUT        output folder (default target/bench)
+#      BENCH_WAIT_QUIET  wait up to this many seconds for the CPUs to be under 10% busy before
+#                        measuring (other work on the machine skews every figure); default 0
+#      SMOLHTTPD_BENCH_BIN, SMOLHTTPD_DEFAULT_BIN  use these binaries (bench image, default
+#                        image) instead of building them
+#      RUST_LOG          for smolhttpd; default warn: no line per request (nginx: access_log off)
+# shellcheck disable=SC2317  # cleanup runs from the trap
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 2
+
+QUICK=0
+for a in "$@"; do
+  case $a in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,/^# shellcheck/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument '$a' (try --help)" >&2; exit 2 ;;
+  esac
+done
+if [ "$QUICK" = 1 ]; then DUR=3; CURL_RUNS=3; IDLE=3; MODE=quick; else DUR=10; CURL_RUNS=5; IDLE=5; MODE=full; fi
+
+OUT=${BENCH_OUT:-target/bench}
+SERVER_IP=192.168.69.1
+BASE=http://$SERVER_IP
+NS_T=sbench-tap-$$
+NS_S=sbench-srv-$$
+NS_C=sbench-cli-$$
+BIG_BUF=(--tx-buffer 1048576 --rx-buffer 65536)
+SIZE_10M=10485760
+
+SMOL_PID=
+NGINX_PID=
+PY_PID=
+TMPD=
+FAILS=()
+NOTES=()
+declare -A V=()    # V[key:server] = value
+T_START=$(date +%s)
+
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+
+say() { echo "bench: $*" >&2; }
+die() { echo "bench: $*" >&2; exit 2; }
+fail() { FAILS+=("$*"); echo "bench: FAILED: $*" >&2; }
+note() { NOTES+=("$*"); echo "bench: note: $*" >&2; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, tap, veth): run with sudo"
+
+# ------------------------------------------------------------------ packages
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+missing=()
+for pair in wrk:wrk nginx:nginx-light python3:python3 gnuplot:gnuplot-nox curl:curl ip:iproute2 \
+            timeout:coreutils awk:gawk ps:procps; do
+  have "${pair%%:*}" || missing+=("${pair#*:}")
+done
+if ((${#missing[@]})); then
+  say "installing: ${missing[*]}"
+  # Installing nginx must not start the distribution's nginx service outside our namespaces.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  { timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+    >"/tmp/bench-apt-$$.log" 2>&1
+  rc=$?
+  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ "$rc" -eq 0 ] || { tail -n 20 "/tmp/bench-apt-$$.log" >&2; die "apt-get install ${missing[*]} failed"; }
+  rm -f "/tmp/bench-apt-$$.log"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# The real interpreter, not a version manager's shell shim in front of it.
+PY=$(python3 -c 'import sys; print(sys.executable)') || die "python3 does not run"
+
+# ------------------------------------------------------------------ image and build
+
+mkdir -p "$OUT/logs" || die "cannot create $OUT"
+OUT=$(realpath "$OUT")
+IMG=$OUT/image
+LOGD=$OUT/logs
+rm -f "$LOGD"/*.txt "$LOGD"/*.log 2>/dev/null
+
+"$PY" - "$IMG" <<'EOF' || die "could not write the image folder"
+import os, random, sys
+root = sys.argv[1]
+os.makedirs(root, exist_ok=True)
+
+def put(name, data):
+    path = os.path.join(root, name)
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return          # unchanged: keep the mtime, so cargo does not rebuild
+    except FileNotFoundError:
+        pass
+    with open(path, "wb") as f:
+        f.write(data)
+
+head = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<title>smolhttpd bench: 1 KB home page</title>\n</head>\n<body>\n'
+        '<h1>smolhttpd bench</h1>\n<p>This page is exactly 1024 bytes long.</p>\n<p>')
+tail = '</p>\n</body>\n</html>\n'
+words = "the quick brown fox jumps over the lazy dog "
+fill = (words * 40)[: 1024 - len(head) - len(tail)]
+page = (head + fill + tail).encode()
+assert len(page) == 1024, len(page)
+put("index.html", page)
+rng = random.Random(7)
+put("100k.bin", rng.randbytes(102400))
+put("10m.bin", rng.randbytes(10485760))
+EOF
+chmod 755 "$IMG" && chmod 644 "$IMG"/*
+
+find_cargo() {
+  local c
+  c=$(command -v cargo 2>/dev/null) && { echo "$c"; return; }
+  for c in "$HOME/.cargo/bin/cargo" "$(getent passwd "${SUDO_USER:-root}" | cut -d: -f6)/.cargo/bin/cargo"; do
+    [ -x "$c" ] && { echo "$c"; return; }
+  done
+  return 1
+}
+
+build() { # build TARGET_DIR IMAGE_OR_EMPTY -> prints the binary path
+  local dir=$1 img=$2 cargo log
+  log=$LOGD/build-${1##*/}.log
+  cargo=$(find_cargo) || die "cargo not found (install rustup), or set SMOLHTTPD_BENCH_BIN/SMOLHTTPD_DEFAULT_BIN"
+  say "cargo build --release --bin smolhttpd (CARGO_TARGET_DIR=${dir#"$ROOT/"}${img:+, SMOLHTTPD_FS_IMAGE=${img#"$ROOT/"}})"
+  if [ -n "$img" ]; then
+    SMOLHTTPD_FS_IMAGE=$img CARGO_TARGET_DIR=$dir timeout 1200 "$cargo" build --release --bin smolhttpd >"$log" 2>&1
+  else
+    env -u SMOLHTTPD_FS_IMAGE CARGO_TARGET_DIR="$dir" timeout 1200 "$cargo" build --release --bin smolhttpd >"$log" 2>&1
+  fi || { tail -n 30 "$log" >&2; die "build failed (log: $log)"; }
+  echo "$dir/release/smolhttpd"
+}
+if [ -n "${SMOLHTTPD_BENCH_BIN:-}" ]; then BIN=$SMOLHTTPD_BENCH_BIN; else BIN=$(build "$OUT/cargo-image" "$IMG") || exit 2; fi
+if [ -n "${SMOLHTTPD_DEFAULT_BIN:-}" ]; then BIN_DEF=$SMOLHTTPD_DEFAULT_BIN; else BIN_DEF=$(build "$OUT/cargo-default" "") || exit 2; fi
+{ [ -x "$BIN" ] && [ -x "$BIN_DEF" ]; } || die "smolhttpd binaries missing: $BIN $BIN_DEF"
+
+# ------------------------------------------------------------------ namespaces
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+ncurl() { local ns=$1; shift; in_ns "$ns" curl -sS --noproxy '*' --connect-timeout 5 --max-time 60 "$@"; }
+
+stop_pid() { # stop_pid PID: SIGTERM, up to 5 s, then SIGKILL; only a PID this script started
+  local p=$1
+  [ -n "$p" ] || return 0
+  if kill -0 "$p" 2>/dev/null; then
+    kill "$p" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && { say "pid $p ignored SIGTERM, sending SIGKILL"; kill -9 "$p" 2>/dev/null; }
+  fi
+  wait "$p" 2>/dev/null
+  return 0
+}
+
+cleanup() {
+  local rc=$? ns pids
+  set +e
+  trap - EXIT INT TERM
+  stop_pid "$SMOL_PID"; stop_pid "$NGINX_PID"; stop_pid "$PY_PID"
+  for ns in "$NS_T" "$NS_S" "$NS_C"; do
+    ip netns list 2>/dev/null | grep -qw "^$ns" || continue
+    # Whatever still runs in our own namespaces was started by this script.
+    pids=$(ip netns pids "$ns" 2>/dev/null)
+    # shellcheck disable=SC2086  # one PID per word
+    [ -n "$pids" ] && { kill $pids 2>/dev/null; sleep 0.5; pids=$(ip netns pids "$ns" 2>/dev/null); [ -n "$pids" ] && kill -9 $pids 2>/dev/null; }
+    ip netns del "$ns" 2>/dev/null || say "could not delete namespace $ns"
+  done
+  [ -n "$TMPD" ] && rm -rf "$TMPD"
+  exit "$rc"
+}
+TMPD=$(mktemp -d)
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ns_client_sysctls() { # many short connections: reuse TIME-WAIT ports, wide port range (per netns)
+  in_ns "$1" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000" >/dev/null
+}
+for ns in "$NS_T" "$NS_S" "$NS_C"; do
+  ip netns add "$ns" || die "ip netns add $ns failed"
+  ip -n "$ns" link set lo up
+done
+MTU=1500 in_ns "$NS_T" scripts/tap-up.sh tap0 >/dev/null || die "tap-up.sh in $NS_T failed"
+ip -n "$NS_S" link add vb-s type veth peer name vb-c netns "$NS_C" || die "veth pair failed"
+ip -n "$NS_S" addr add "$SERVER_IP/24" dev vb-s
+ip -n "$NS_C" addr add 192.168.69.100/24 dev vb-c
+ip -n "$NS_S" link set vb-s up
+ip -n "$NS_C" link set vb-c up
+ns_client_sysctls "$NS_T"; ns_client_sysctls "$NS_C"
+
+set_mtu_tap() { ip -n "$NS_T" link set dev tap0 mtu "$1"; }
+set_mtu_veth() { ip -n "$NS_S" link set dev vb-s mtu "$1" && ip -n "$NS_C" link set dev vb-c mtu "$1"; }
+
+# ------------------------------------------------------------------ servers
+
+wait_ready() { # wait_ready NAME PID NS: up to ~10 s for GET /index.html to answer
+  local name=$1 pid=$2 ns=$3
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid"; fail "$name exited at start (status $?); log in $LOGD"; return 1; }
+    in_ns "$ns" curl -s --noproxy '*' -o /dev/null --connect-timeout 1 --max-time 2 "$BASE/index.html" && return 0
+    sleep 0.2
+  done
+  fail "$name not answering $BASE/index.html after 10 s"
+  return 1
+}
+
+start_smol() { # start_smol LOGNAME BINARY ARGS...
+  local name=$1 bin=$2
+  shift 2
+  say "start smolhttpd $* (namespace $NS_T)"
+  # `ip netns exec` execs the command, so $! is the server's own PID.
+  RUST_LOG=${RUST_LOG:-warn} ip netns exec "$NS_T" "$bin" --tap tap0 "$@" >"$LOGD/$name.log" 2>&1 &
+  SMOL_PID=$!
+  wait_ready "smolhttpd ($*)" "$SMOL_PID" "$NS_T" || { stop_pid "$SMOL_PID"; SMOL_PID=; return 1; }
+}
+stop_smol() {
+  stop_pid "$SMOL_PID"; SMOL_PID=
+  local w
+  w=$(grep -cE '(WARN|ERROR)' "$LOGD"/smol*.log 2>/dev/null | awk -F: '{s += $NF} END {print s + 0}')
+  SMOL_WARNINGS=$w
+}
+SMOL_WARNINGS=0
+
+start_nginx() {
+  local d=$TMPD/nginx
+  mkdir -p "$d"
+  cat >"$d/nginx.conf" <<EOF
+# The peer: Debian's nginx, 2 workers, sendfile, keep-alive, no access log.
+user root root;
+worker_processes 2;
+pid $d/nginx.pid;
+error_log $LOGD/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  types { text/html html; application/octet-stream bin; }
+  default_type application/octet-stream;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  server {
+    listen $SERVER_IP:80;
+    root $IMG;
+    index index.html;
+  }
+}
+EOF
+  say "start nginx (2 workers, namespace $NS_S)"
+  ip netns exec "$NS_S" "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$LOGD/nginx-error.log" -g 'daemon off;' \
+    >"$LOGD/nginx.log" 2>&1 &
+  NGINX_PID=$!
+  wait_ready nginx "$NGINX_PID" "$NS_C" || { stop_pid "$NGINX_PID"; NGINX_PID=; return 1; }
+}
+stop_nginx() { stop_pid "$NGINX_PID"; NGINX_PID=; }
+
+start_python() {
+  say "start $PY -m http.server (namespace $NS_S)"
+  ip netns exec "$NS_S" "$PY" -m http.server 80 --bind "$SERVER_IP" --directory "$IMG" >"$LOGD/python.log" 2>&1 &
+  PY_PID=$!
+  wait_ready python "$PY_PID" "$NS_C" || { stop_pid "$PY_PID"; PY_PID=; return 1; }
+}
+stop_python() { stop_pid "$PY_PID"; PY_PID=; }
+
+# ------------------------------------------------------------------ measurements
+
+# pid_tree PID: PID and its direct children (nginx's workers).
+pid_tree() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
+sum_status() { # sum_status FIELD PIDS...: sum of a /proc/PID/status field, kB
+  local f=$1 p s=0 v
+  shift
+  for p in "$@"; do
+    v=$(awk -v f="$f:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null)
+    s=$((s + ${v:-0}))
+  done
+  echo "$s"
+}
+sum_ticks() { # sum_ticks PIDS...: utime + stime, clock ticks
+  local p s=0 v
+  for p in "$@"; do
+    # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+    v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+    s=$((s + ${v:-0}))
+  done
+  echo "$s"
+}
+
+sum_cpu_ns() { # sum_cpu_ns PIDS...: time on CPU of every thread, ns (/proc/PID/task/*/schedstat)
+  local p
+  for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{s += $1} END {printf "%.0f", s}'
+}
+
+# alive NAME PID: fail (once) if the server process is gone.
+alive() { kill -0 "$2" 2>/dev/null && return 0; fail "$1 died during the benchmark (log in $LOGD)"; return 1; }
+
+to_ms() { # wrk duration (123.00us, 1.23ms, 2.00s, 1.00m) -> ms
+  awk -v d="$1" 'BEGIN {
+    if (d ~ /us$/) { sub(/us$/, "", d); printf "%.4f", d / 1000 }
+    else if (d ~ /ms$/) { sub(/ms$/, "", d); printf "%.4f", d }
+    else if (d ~ /m$/) { sub(/m$/, "", d); printf "%.4f", d * 60000 }
+    else if (d ~ /s$/) { sub(/s$/, "", d); printf "%.4f", d * 1000 } }'
+}
+
+# tcp_opens NS: connections the namespace's kernel has opened (Tcp ActiveOpens). The client
+# namespaces hold only the clients' TCP (smolhttpd's stack is in user space), so the change over
+# a wrk run is the connections wrk made: wrk reconnects silently when a server closes a
+# keep-alive connection, so this is the only way to see it.
+# shellcheck disable=SC2016  # awk program, not shell
+tcp_opens() { ip netns exec "$1" awk '/^Tcp:/ && $6 ~ /^[0-9]+$/ {print $6}' /proc/net/snmp; }
+
+# wrk_run SERVER NS PID KEY URL [WRK ARGS...]: requests/s, p50, p99, requests per connection.
+wrk_run() {
+  local srv=$1 ns=$2 pid=$3 key=$4 url=$5 f rc rps reqs p50 p99 serr non2xx c0 c1 rpc
+  shift 5
+  f=$LOGD/wrk-$srv-$key.txt
+  say "$srv: wrk -t2 -c10 -d${DUR}s --latency $* $url"
+  c0=$(tcp_opens "$ns")
+  timeout $((DUR + 30)) ip netns exec "$ns" wrk -t2 -c10 -d"${DUR}s" --latency --timeout 2s "$@" "$url" >"$f" 2>&1
+  rc=$?
+  c1=$(tcp_opens "$ns")
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
+  reqs=$(awk '/ requests in / {print $1}' "$f")
+  p50=$(awk '$1 == "50%" {print $2}' "$f")
+  p99=$(awk '$1 == "99%" {print $2}' "$f")
+  serr=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$f")
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$f")
+  if [ "$rc" -ne 0 ] || [ -z "$rps" ] || [ "${reqs:-0}" = 0 ]; then
+    fail "$srv $key: wrk exit $rc, ${reqs:-no} requests ($f): $(tail -n 3 "$f" | tr '\n' ' ')"
+    alive "$srv" "$pid"
+    return 1
+  fi
+  V[$key"_rps:"$srv]=$rps
+  V[$key"_p50:"$srv]=$(to_ms "$p50")
+  V[$key"_p99:"$srv]=$(to_ms "$p99")
+  rpc=$(awk -v r="$reqs" -v c=$((c1 - c0)) 'BEGIN {if (c > 0) printf "%.1f", r / c}')
+  V[$key"_rpc:"$srv]=$rpc
+  echo "(bench.sh) connections opened by the client: $((c1 - c0)), requests per connection: ${rpc:-?}" >>"$f"
+  if [ -n "$rpc" ] && [ "$srv" != python ]; then
+    case $key in
+      close) awk -v r="$rpc" 'BEGIN {exit !(r > 1.05)}' && note "$srv $key: $rpc requests per connection with Connection: close (should be 1)" ;;
+      *) awk -v r="$rpc" 'BEGIN {exit !(r < 2)}' &&
+           note "$srv $key: only $rpc requests per connection: the server closed keep-alive connections ($((c1 - c0)) connections for $reqs requests; wrk reconnects without counting an error)" ;;
+    esac
+  fi
+  if [ "${non2xx:-0}" != 0 ]; then fail "$srv $key: $non2xx non-2xx/3xx answers of $reqs ($f)"; fi
+  if [ "${serr:-0}" != 0 ]; then
+    local line
+    line=$(grep 'Socket errors' "$f" | sed 's/^ *//')
+    if [ $((serr * 100)) -gt "$reqs" ]; then fail "$srv $key: $line of $reqs requests ($f)"
+    else note "$srv $key: $line of $reqs requests"; fi
+  fi
+  alive "$srv" "$pid"
+}
+
+# curl_mbs SERVER NS PID KEY: checked warm-up download of /10m.bin, then the median MB/s of N.
+curl_mbs() {
+  local srv=$1 ns=$2 pid=$3 key=$4 f out code size speed i
+  f=$LOGD/curl-$srv-$key.txt
+  say "$srv: 10 MB x $CURL_RUNS ($key)"
+  : >"$f"
+  code=$(ncurl "$ns" -o "$TMPD/dl" -w '%{http_code}' "$BASE/10m.bin" 2>>"$f")
+  if [ "$code" != 200 ] || ! cmp -s "$TMPD/dl" "$IMG/10m.bin"; then
+    fail "$srv $key: warm-up download of /10m.bin: status ${code:-none}, $(stat -c %s "$TMPD/dl" 2>/dev/null || echo 0) bytes, $(cmp -s "$TMPD/dl" "$IMG/10m.bin" && echo same || echo not the same) bytes as the file"
+    rm -f "$TMPD/dl"; alive "$srv" "$pid"; return 1
+  fi
+  rm -f "$TMPD/dl"
+  for i in $(seq 1 "$CURL_RUNS"); do
+    out=$(ncurl "$ns" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' "$BASE/10m.bin" 2>>"$f")
+    echo "run $i: $out" >>"$f"
+    read -r code size speed <<<"$out"
+    if [ "$code" != 200 ] || [ "$size" != "$SIZE_10M" ]; then
+      fail "$srv $key: run $i: status ${code:-none}, $size bytes ($f)"; alive "$srv" "$pid"; return 1
+    fi
+    echo "$speed" >>"$TMPD/speeds"
+  done
+  V[$key":"$srv]=$(sort -g "$TMPD/speeds" | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1e6}')
+  rm -f "$TMPD/speeds"
+  alive "$srv" "$pid"
+}
+
+# rss_idle SERVER PID: VmRSS and RssAnon after the load, then CPU % over IDLE seconds of idle.
+rss_idle() {
+  local srv=$1 pid=$2 pids t0 t1
+  alive "$srv" "$pid" || return 1
+  sleep 1
+  mapfile -t pids < <(pid_tree "$pid")
+  V["rss:$srv"]=$(sum_status VmRSS "${pids[@]}")
+  V["rss_anon:$srv"]=$(sum_status RssAnon "${pids[@]}")
+  t0=$(sum_cpu_ns "${pids[@]}"); sleep "$IDLE"; t1=$(sum_cpu_ns "${pids[@]}")
+  V["idle_cpu:$srv"]=$(awk -v a="$t0" -v b="$t1" -v s="$IDLE" 'BEGIN {printf "%.4f", (b - a) / 1e9 / s * 100}')
+  say "$srv: RSS ${V["rss:$srv"]} kB (anon ${V["rss_anon:$srv"]} kB), idle CPU ${V["idle_cpu:$srv"]}% (pids ${pids[*]})"
+}
+
+measure() { # measure SERVER NS PID: the MTU 1500 block
+  local srv=$1 ns=$2 pid=$3
+  wrk_run "$srv" "$ns" "$pid" ka "$BASE/index.html"
+  wrk_run "$srv" "$ns" "$pid" close "$BASE/index.html" -H 'Connection: close'
+  wrk_run "$srv" "$ns" "$pid" k100 "$BASE/100k.bin"
+  curl_mbs "$srv" "$ns" "$pid" m10_1500
+  rss_idle "$srv" "$pid"
+}
+
+# CPU time the rest of the machine takes while we measure: all busy time (/proc/stat) minus this
+# script and everything it waited for (bash `times`: servers, wrk, curl) and the softirq threads.
+# snap_times runs `times` in this shell (a $(...) subshell's counters start at zero).
+stat_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
+snap_times() { times >"$TMPD/times"; }
+times_secs() { awk '{for (i = 1; i <= NF; i++) {split($i, t, "m"); s += t[1] * 60 + t[2]}} END {printf "%.2f", s}' "$TMPD/times"; }
+softirq_ticks() { local p s=0; for p in $(pgrep '^ksoftirqd/'); do s=$((s + $(sum_ticks "$p"))); done; echo "$s"; }
+others_pct() { # others_pct "BUSY0 TOTAL0" OWN0 SOFT0 (after snap_times): % of CPU time used by other work
+  local b1 own1 soft1
+  b1=$(stat_ticks); own1=$(times_secs); soft1=$(softirq_ticks)
+  awk -v a="$1" -v b="$b1" -v o0="$2" -v o1="$own1" -v s0="$3" -v s1="$soft1" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); busy = (y[1] - x[1]) / hz; tot = (y[2] - x[2]) / hz
+    o = busy - (o1 - o0) - (s1 - s0) / hz; if (o < 0) o = 0
+    printf "%.0f", (tot > 0) ? o * 100 / tot : 0 }'
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+cpu_busy() { # cpu_busy SECONDS: % of all CPUs busy over that time (from /proc/stat)
+  local a b
+  a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat); sleep "$1"
+  b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " "); t = (y[1] - x[1]) + (y[2] - x[2]);
+    printf "%.0f", (t > 0) ? (y[1] - x[1]) * 100 / t : 0}'
+}
+BUSY_START=$(cpu_busy 2)
+if [ "${BENCH_WAIT_QUIET:-0}" -gt 0 ] && [ "$BUSY_START" -gt 10 ]; then
+  say "CPUs ${BUSY_START}% busy: waiting up to ${BENCH_WAIT_QUIET} s for them to go under 10%"
+  t_end=$(($(date +%s) + BENCH_WAIT_QUIET))
+  while [ "$BUSY_START" -gt 10 ] && [ "$(date +%s)" -lt "$t_end" ]; do BUSY_START=$(cpu_busy 5); done
+fi
+[ "$BUSY_START" -gt 10 ] &&
+  note "the CPUs were ${BUSY_START}% busy before the run (other work on the machine competes with the servers and wrk)"
+snap_times; STAT0=$(stat_ticks); OWN0=$(times_secs); SOFT0=$(softirq_ticks)
+say "mode $MODE: wrk -d${DUR}s, $CURL_RUNS curl runs, ${IDLE} s idle; load average $LOAD_START"
+
+# --- MTU 1500, all three servers
+if start_smol smol-1500 "$BIN"; then measure smolhttpd "$NS_T" "$SMOL_PID"; stop_smol; fi
+if start_nginx; then measure nginx "$NS_C" "$NGINX_PID"; stop_nginx; fi
+if start_python; then measure python "$NS_C" "$PY_PID"; stop_python; fi
+
+# --- RSS with the default image and configuration: every file of fs_image once, then 1 KB load.
+if start_smol smol-default "$BIN_DEF"; then
+  V["rss_default_start:smolhttpd"]=$(sum_status VmRSS "$SMOL_PID")
+  say "smolhttpd (default image): GET every file of fs_image, then wrk on /"
+  while IFS= read -r -d '' f; do
+    rel=${f#fs_image}
+    code=$(ncurl "$NS_T" -o "$TMPD/dl" -w '%{http_code}' "$BASE$rel")
+    if [ "$code" != 200 ] || ! cmp -s "$TMPD/dl" "$f"; then fail "default image: GET $rel: status ${code:-none} or wrong bytes"; fi
+  done < <(find fs_image -type f -print0 | sort -z)
+  rm -f "$TMPD/dl"
+  wrk_run smolhttpd-default "$NS_T" "$SMOL_PID" default "$BASE/"
+  if alive smolhttpd-default "$SMOL_PID"; then
+    sleep 1
+    V["rss_default:smolhttpd"]=$(sum_status VmRSS "$SMOL_PID")
+    V["rss_default_anon:smolhttpd"]=$(sum_status RssAnon "$SMOL_PID")
+    V["rss_default_file:smolhttpd"]=$(sum_status RssFile "$SMOL_PID")
+    say "smolhttpd (default image): RSS ${V["rss_default:smolhttpd"]} kB (anon ${V["rss_default_anon:smolhttpd"]} kB)"
+  fi
+  stop_smol
+fi
+
+# --- jumbo frames: the 10 MB download, smolhttpd then nginx, per MTU.
+jumbo() { # jumbo KEY MTU [SMOLHTTPD BUFFER ARGS...]
+  local key=$1 mtu=$2
+  shift 2
+  set_mtu_tap "$mtu"
+  if start_smol "smol-$key" "$BIN" --mtu "$mtu" "$@"; then curl_mbs smolhttpd "$NS_T" "$SMOL_PID" "$key"; stop_smol; fi
+  set_mtu_veth "$mtu"
+  if start_nginx; then curl_mbs nginx "$NS_C" "$NGINX_PID" "$key"; stop_nginx; fi
+}
+jumbo m10_9000 9000
+jumbo m10_9000b 9000 "${BIG_BUF[@]}"
+jumbo m10_65000b 65000 "${BIG_BUF[@]}"
+
+snap_times; OTHERS=$(others_pct "$STAT0" "$OWN0" "$SOFT0")
+[ "$OTHERS" -gt 10 ] &&
+  note "other work on the machine used about ${OTHERS}% of the CPU time during the measurements: figures are noisy; rerun on a quiet machine"
+[ "$SMOL_WARNINGS" -gt 0 ] && note "smolhttpd logged $SMOL_WARNINGS WARN/ERROR lines (see $LOGD/smol-*.log)"
+
+# ------------------------------------------------------------------ report
+
+ROWS=(
+  "ka_rps|1 KB keep-alive|req/s|0"
+  "ka_p50|  latency p50|ms|3"
+  "ka_p99|  latency p99|ms|3"
+  "ka_rpc|  requests per connection|req/c|1"
+  "close_rps|1 KB Connection: close|req/s|0"
+  "close_p50|  latency p50|ms|3"
+  "close_p99|  latency p99|ms|3"
+  "k100_rps|100 KB keep-alive|req/s|0"
+  "k100_rpc|  requests per connection|req/c|1"
+  "m10_1500|10 MB, MTU 1500|MB/s|0"
+  "m10_9000|10 MB, MTU 9000|MB/s|0"
+  "m10_9000b|10 MB, MTU 9000, +buf|MB/s|0"
+  "m10_65000b|10 MB, MTU 65000, +buf|MB/s|0"
+  "rss|RSS after load (VmRSS)|MiB|1"
+  "rss_anon|  of which anonymous (RssAnon)|MiB|1"
+  "idle_cpu|idle CPU, ${IDLE} s after load|%|3"
+  "rss_default|RSS, default image and config|MiB|2"
+)
+
+val() { # val KEY SERVER: the value in its display unit (kB -> MiB), or empty
+  local v=${V["$1:$2"]:-}
+  [ -z "$v" ] && return 0
+  case $1 in rss*) awk -v k="$v" 'BEGIN {printf "%.3f", k / 1024}' ;; *) echo "$v" ;; esac
+}
+fmt() { [ -z "$1" ] && { echo "-"; return; }; awk -v v="$1" -v d="$2" 'BEGIN {printf "%.*f", d, v}'; }
+ratio() { [ -z "$1" ] || [ -z "$2" ] && { echo "-"; return; }; awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "-"}'; }
+
+GIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$ROOT" diff --quiet HEAD -- src build.rs Cargo.toml Cargo.lock 2>/dev/null || GIT="$GIT+dirty"
+CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+nan() { [ -z "$1" ] && echo NaN || echo "$1"; }
+{
+  echo '# group smolhttpd nginx python'
+  for k in "ka_rps|1 KB keep-alive" "close_rps|1 KB close" "k100_rps|100 KB keep-alive"; do
+    echo "\"${k#*|}\" $(nan "$(val "${k%%|*}" smolhttpd)") $(nan "$(val "${k%%|*}" nginx)") $(nan "$(val "${k%%|*}" python)")"
+  done
+} >"$OUT/chart-rps.dat"
+{
+  echo '# group smolhttpd nginx python'
+  for k in "m10_1500|MTU 1500" "m10_9000|MTU 9000" "m10_9000b|MTU 9000 +buf" "m10_65000b|MTU 65000 +buf"; do
+    echo "\"${k#*|}\" $(nan "$(val "${k%%|*}" smolhttpd)") $(nan "$(val "${k%%|*}" nginx)") $(nan "$(val "${k%%|*}" python)")"
+  done
+} >"$OUT/chart-mbs.dat"
+if ! gnuplot -e "rps='$OUT/chart-rps.dat'; mbs='$OUT/chart-mbs.dat'; out='$OUT/chart.png'; subtitle='$MODE run $(date -u '+%Y-%m-%d'), smolhttpd $GIT, $(nproc) CPUs, client on the same machine'" \
+    scripts/bench/chart.gp 2>"$LOGD/gnuplot.log"; then
+  cat "$LOGD/gnuplot.log" >&2
+  fail "gnuplot failed (log: $LOGD/gnuplot.log)"
+fi
+
+REPORT=$OUT/results.txt
+CSV=$OUT/results.csv
+{
+  echo "smolhttpd benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $MODE mode: wrk -t2 -c10 -d${DUR}s, median of $CURL_RUNS curl runs"
+  echo "machine: $(nproc) CPUs ($CPU), Linux $(uname -r); load average at start $LOAD_START, CPUs ${BUSY_START}% busy just before;"
+  echo "other work took ~${OTHERS}% of the CPU time while measuring; nothing pinned"
+  echo "smolhttpd $GIT (release, RUST_LOG=${RUST_LOG:-warn}, default buffers rx 4096 / tx 16384 per slot) on a tap;"
+  echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (2 workers, sendfile, access_log off) and python $("$PY" -c 'import platform; print(platform.python_version())') http.server on a veth pair"
+  echo "files: /index.html 1024 B (generated 1 KB home page), /100k.bin 102400 B, /10m.bin 10485760 B; MB/s = 10^6 B/s"
+  echo
+  printf '%-34s %-6s %10s %10s %10s %11s\n' metric unit smolhttpd nginx python smol/nginx
+  printf '%-34s %-6s %10s %10s %10s %11s\n' "$(printf '%.0s-' {1..34})" ------ ---------- ---------- ---------- -----------
+  for r in "${ROWS[@]}"; do
+    IFS='|' read -r key label unit dec <<<"$r"
+    s=$(val "$key" smolhttpd); n=$(val "$key" nginx); p=$(val "$key" python)
+    rt=$(ratio "$s" "$n"); [[ $key == *_rpc ]] && rt=-
+    printf '%-34s %-6s %10s %10s %10s %11s\n' "$label" "$unit" "$(fmt "$s" "$dec")" "$(fmt "$n" "$dec")" "$(fmt "$p" "$dec")" "$rt"
+  done
+  echo
+  echo "requests per connection: wrk's requests / connections the client kernel opened; python's"
+  echo "http.server speaks HTTP/1.0 and closes after every answer."
+  echo "+buf: smolhttpd --tx-buffer 1048576 --rx-buffer 65536 (nginx keeps the kernel's autotuned buffers)."
+  echo "RSS: nginx is master + 2 workers summed; smolhttpd's VmRSS includes the image pages it has served"
+  echo "(the bench image holds the 10 MB file); the RSS target is checked on the default image and config"
+  echo "after GETting every file of fs_image once and ${DUR} s of wrk on /."
+  echo
+  echo "targets (issue 7):"
+  target() { # target NAME OK(1/0/empty) DETAIL
+    local verdict=MISS
+    [ "$2" = 1 ] && verdict=PASS
+    [ -z "$2" ] && verdict="n/a "
+    printf '  %s  %-46s %s\n' "$verdict" "$1" "$3"
+  }
+  cmp_ge() { [ -z "$1" ] || [ -z "$2" ] && return 0; awk -v a="$1" -v b="$2" 'BEGIN {print (a >= b) ? 1 : 0}'; }
+  s=$(val ka_rps smolhttpd); n=$(val ka_rps nginx)
+  n13=; [ -n "$n" ] && n13=$(awk -v n="$n" 'BEGIN {print n * 1.3}')
+  ok=$(cmp_ge "$s" "$n13"); rpc=$(val ka_rpc smolhttpd); why=
+  if [ -n "$rpc" ] && awk -v r="$rpc" 'BEGIN {exit !(r < 2)}'; then ok=0; why="; not kept alive: $rpc requests per connection"; fi
+  target "1 KB keep-alive >= 1.3x nginx" "$ok" "$(ratio "$s" "$n") ($(fmt "$s" 0) vs $(fmt "$n" 0) req/s$why)"
+  s=$(val close_rps smolhttpd); n=$(val close_rps nginx)
+  target "1 KB Connection: close >= 1x nginx" "$(cmp_ge "$s" "$n")" "$(ratio "$s" "$n") ($(fmt "$s" 0) vs $(fmt "$n" 0) req/s)"
+  s=$(val m10_1500 smolhttpd)
+  target "10 MB at MTU 1500 >= 350 MB/s" "$(cmp_ge "$s" 350)" "$(fmt "$s" 0) MB/s"
+  s=$(val m10_65000b smolhttpd); n=$(val m10_65000b nginx)
+  target "10 MB at MTU 65000, +buf >= nginx" "$(cmp_ge "$s" "$n")" "$(ratio "$s" "$n") ($(fmt "$s" 0) vs $(fmt "$n" 0) MB/s)"
+  s=${V["rss_default:smolhttpd"]:-}
+  target "RSS < 4 MiB, default image and config" "$([ -n "$s" ] && { [ "$s" -lt 4096 ] && echo 1 || echo 0; })" \
+    "$([ -n "$s" ] && echo "$s kB VmRSS (anon ${V["rss_default_anon:smolhttpd"]:-?}, file ${V["rss_default_file:smolhttpd"]:-?} kB; ${V["rss_default_start:smolhttpd"]:-?} kB at start)")"
+  if ((${#NOTES[@]})); then
+    echo
+    echo "notes:"
+    for x in "${NOTES[@]}"; do echo "  - $x"; done
+  fi
+  if ((${#FAILS[@]})); then
+    echo
+    echo "FAILED runs:"
+    for x in "${FAILS[@]}"; do echo "  - $x"; done
+  fi
+  echo
+  echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg); took $(($(date +%s) - T_START)) s; raw logs in ${LOGD#"$ROOT/"}/"
+} >"$REPORT"
+
+{
+  echo "key,metric,unit,smolhttpd,nginx,python,smolhttpd_over_nginx"
+  for r in "${ROWS[@]}"; do
+    IFS='|' read -r key label unit dec <<<"$r"
+    s=$(val "$key" smolhttpd); n=$(val "$key" nginx); p=$(val "$key" python)
+    rt=$(ratio "$s" "$n"); rt=${rt%x}; { [ "$rt" = - ] || [[ $key == *_rpc ]]; } && rt=
+    label=${label#"${label%%[! ]*}"}
+    echo "$key,\"$label\",$unit,$s,$n,$p,$rt"
+  done
+} >"$CSV"
+
+cat "$REPORT"
+echo "wrote ${REPORT#"$ROOT/"}, ${CSV#"$ROOT/"}, ${OUT#"$ROOT/"}/chart.png"
+((${#FAILS[@]})) && exit 1
+exit 0
