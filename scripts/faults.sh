@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# faults.sh — the real smolhttpd binary on a real TAP under packet loss: every file arrives
+# byte-exact and every chat post is kept exactly once.
+#
+# Usage (as root; CI runs it):  sudo scripts/faults.sh
+#
+# Everything happens inside a network namespace this script creates and deletes
+# (smolhttpd-faults-PID): the tap, the server, nftables rules and every client (curl and the
+# `chat` CLI). No traffic leaves that namespace. Every wait and loop is bounded.
+#
+# Two phases, each with a fresh server:
+#   nft     the kernel drops FAULTS_LOSS% (default 10) of the frames in each direction, with
+#           nftables netdev hooks on the tap (netem is not available here):
+#             hook egress  device tap0: frames the kernel sends to the tap  = client -> server
+#             hook ingress device tap0: frames the server writes to the tap = server -> client
+#           (egress netdev hooks need Linux >= 5.16 and nftables >= 1.0.1).
+#   inproc  no nftables; the server itself drops and corrupts frames with smoltcp's
+#           FaultInjector: --drop-chance FAULTS_LOSS --corrupt-chance FAULTS_CORRUPT (default 2).
+# In each phase: curl fetches every file under fs_image/ (all at once, one connection each,
+# curl --retry 0: recovering is TCP's job) and compares sha256s; then FAULTS_CLIENTS (4) chat
+# clients in parallel post FAULTS_PER_CLIENT (5) distinct texts each; then GET /chat?since=0
+# must hold each posted text exactly once, and nothing else.
+#
+# Bounds: each curl --max-time FAULTS_MAX_TIME, each chat client 60 s, so a phase ends within
+# about 3.5 minutes. Seen here at 10% loss: 50-75 s a phase, of which the 1.4 MB
+# /video/Planeta.mp4 takes 38-68 s (smoltcp: no SACK, minimum RTO 1 s, 16 KiB send window).
+# The server aborts a response after 10 s without send progress; a lost segment retransmitted
+# and lost three more times (RTO 1+2+4+8 s) would trip it. The log's `send timeout` lines and
+# /status `timeouts` are shown after each phase.
+#
+# Env:
+#   SMOLHTTPD_BIN, CHAT_BIN  binaries (default target/release/{smolhttpd,chat}, built if missing)
+#   FAULTS_OUT       artifacts: server logs, per-phase results (default target/faults)
+#   FAULTS_PHASES    phases to run (default "nft inproc")
+#   FAULTS_LOSS      drop percentage per direction (default 10)
+#   FAULTS_CORRUPT   corrupt percentage per direction in the inproc phase (default 2)
+#   FAULTS_MAX_TIME  curl --max-time per file, seconds (default 120)
+#   FAULTS_CLIENTS, FAULTS_PER_CLIENT  chat clients and posts per client (default 4, 5)
+#   MTU, HOST_CIDR   passed to tap-up.sh
+#
+# Output: one line per check, `ok   - what` or `FAIL - what` (with indented details), the time
+# each phase took, then `N passed, M failed`. Exit status 0 only if nothing failed.
+# Needs (Debian packages): iproute2, nftables, curl, jq, coreutils.
+# shellcheck disable=SC2317,SC2015  # checks are called via check(); `[ a ] && [ b ] || fail` is meant
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 2
+
+TAP=tap0
+SERVER_IP=192.168.69.1
+PORT=80
+BASE="http://$SERVER_IP"
+FS=fs_image
+OUT=${FAULTS_OUT:-target/faults}
+NS=smolhttpd-faults-$$
+PHASES=${FAULTS_PHASES:-nft inproc}
+LOSS=${FAULTS_LOSS:-10}
+CORRUPT=${FAULTS_CORRUPT:-2}
+MAX_TIME=${FAULTS_MAX_TIME:-120}
+CLIENTS=${FAULTS_CLIENTS:-4}
+PER_CLIENT=${FAULTS_PER_CLIENT:-5}
+SERVER_PID=
+TMPD=
+LOG=
+PASS=0
+FAIL=0
+TIMINGS=()
+
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+
+say() { echo "faults: $*"; }
+die() { echo "faults: $*" >&2; exit 2; }
+
+for v in LOSS CORRUPT MAX_TIME CLIENTS PER_CLIENT; do
+  case ${!v} in ''|*[!0-9]*) die "$v must be a whole number, got '${!v}'" ;; esac
+done
+[ "$LOSS" -le 100 ] && [ "$CORRUPT" -le 100 ] || die "percentages must be 0..100"
+[ "$CLIENTS" -ge 1 ] && [ "$CLIENTS" -le 8 ] || die "FAULTS_CLIENTS must be 1..8"
+[ $((CLIENTS * PER_CLIENT)) -le 64 ] || die "at most 64 posts per phase (the server keeps the newest 64)"
+
+# ------------------------------------------------------------------ helpers
+
+in_ns() { ip netns exec "$NS" "$@"; }
+
+# ncurl ARGS...: curl inside the namespace, no retries, generous limits.
+ncurl() {
+  in_ns curl -sS --noproxy '*' --retry 0 --connect-timeout 60 --max-time "$MAX_TIME" "$@"
+}
+
+now() { echo "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+section() { echo; echo "# $*"; }
+
+check() {
+  local name=$1 out rc
+  shift
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -eq 0 ]; then
+    PASS=$((PASS + 1)); echo "ok   - $name"
+    printf '%s\n' "$out" | sed -n 's/^info: /       /p'
+  else
+    FAIL=$((FAIL + 1)); echo "FAIL - $name"
+    [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | sed 's/^/       /'
+  fi
+  return 0
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+fsize() { stat -c %s "$1"; }
+
+# ------------------------------------------------------------------ server
+
+start_server() { # start_server PHASE ARGS...
+  local phase=$1 rc
+  shift
+  LOG=$OUT/server-$phase.log
+  say "server: $BIN --tap $TAP${*:+ $*} (namespace $NS, log $LOG)"
+  RUST_LOG=${RUST_LOG:-info} ip netns exec "$NS" "$BIN" --tap "$TAP" "$@" >"$LOG" 2>&1 &
+  SERVER_PID=$!
+  # Up to ~30 s: with in-process loss the first probes may be dropped.
+  for _ in $(seq 1 60); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      wait "$SERVER_PID"; rc=$?; SERVER_PID=
+      echo "faults: server exited early (status $rc); log:" >&2; tail -n 20 "$LOG" >&2
+      return 1
+    fi
+    if in_ns curl -s --noproxy '*' -o /dev/null --connect-timeout 2 --max-time 3 "$BASE/404.html"; then
+      say "server up (pid $SERVER_PID)"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "faults: server not answering $BASE/ after 30 s; log:" >&2; tail -n 20 "$LOG" >&2
+  return 1
+}
+
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+      say "server $SERVER_PID ignored SIGTERM for 5 s, sending SIGKILL"
+      kill -9 "$SERVER_PID" 2>/dev/null
+    fi
+  fi
+  wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=
+}
+
+nft_loss_on() {
+  in_ns nft -f - <<EOF
+table netdev loss {
+  chain in {
+    type filter hook ingress device $TAP priority 0;
+    counter numgen random mod 100 < $LOSS counter drop
+  }
+  chain out {
+    type filter hook egress device $TAP priority 0;
+    counter numgen random mod 100 < $LOSS counter drop
+  }
+}
+EOF
+}
+
+nft_loss_off() { in_ns nft delete table netdev loss 2>/dev/null; }
+
+# nft_counts CHAIN: "DROPPED of TOTAL" frames seen by that chain.
+nft_counts() {
+  in_ns nft list chain netdev loss "$1" 2>/dev/null |
+    grep -o 'packets [0-9]*' | awk '{ n[NR] = $2 } END { printf "%s of %s", n[2], n[1] }'
+}
+
+# ------------------------------------------------------------------ checks
+
+# The file fetches ran in the background; each left "$D/N.res" (curl's -w line) and N.body.
+t_file() {
+  local d=$1 i=$2 file=$3 code t size rc
+  rc=$(cat "$d/$i.rc" 2>/dev/null || echo "?")
+  read -r code t size <"$d/$i.res" 2>/dev/null
+  echo "info: ${t:-?} s, ${size:-?} bytes"
+  if [ "$rc" != 0 ]; then echo "curl exit $rc after ${t:-?} s"; cat "$d/$i.err" 2>/dev/null; return 1; fi
+  [ "$code" = 200 ] || { echo "status $code, want 200"; return 1; }
+  if [ "$(sha "$d/$i.body")" != "$(sha "$file")" ]; then
+    echo "body differs: got $(fsize "$d/$i.body") bytes sha256 $(sha "$d/$i.body"), want $(fsize "$file") bytes $(sha "$file")"
+    return 1
+  fi
+}
+
+t_clients_ok() {
+  local d=$1 bad=0 c rc
+  for c in $(seq 1 "$CLIENTS"); do
+    rc=$(cat "$d/chat$c.rc" 2>/dev/null || echo "?")
+    if [ "$rc" != 0 ]; then
+      bad=1
+      echo "client c$c exit $rc; $(grep -c 'posted message' "$d/chat$c.err") of $PER_CLIENT posts acknowledged:"
+      grep -v 'posted message' "$d/chat$c.err" | head -n 5
+    fi
+  done
+  echo "info: $(cat "$d"/chat*.err | grep -c 'posted message') of $((CLIENTS * PER_CLIENT)) posts acknowledged with an id"
+  return "$bad"
+}
+
+# Every posted text exactly once in GET /chat?since=0, no others; ids increasing; the ids the
+# clients were given are the ids of their texts.
+t_chat_once() {
+  local d=$1 json=$1/chat.json code bad=0 t n total
+  code=$(ncurl -o "$json" -w '%{http_code}' "$BASE/chat?since=0") || { echo "GET /chat?since=0 failed"; return 1; }
+  [ "$code" = 200 ] || { echo "GET /chat?since=0: status $code"; return 1; }
+  jq -e . "$json" >/dev/null 2>&1 || { echo "not JSON:"; head -c 300 "$json"; return 1; }
+  total=$(jq '.messages | length' "$json")
+  echo "info: $total messages kept, next $(jq .next "$json")"
+  while IFS= read -r t; do
+    n=$(jq --arg t "$t" '[.messages[] | select(.text == $t)] | length' "$json")
+    if [ "$n" != 1 ]; then bad=1; echo "text '$t' appears $n times, want 1"; fi
+  done <"$d/texts"
+  jq -r '.messages[].text' "$json" | sort | comm -13 <(sort "$d/texts") - | while IFS= read -r t; do
+    echo "unexpected text '$t'"
+  done | grep . && bad=1
+  jq -e '[.messages[].id] as $i | ($i == ($i | sort)) and ($i | unique | length) == ($i | length)' \
+    "$json" >/dev/null || { bad=1; echo "ids not strictly increasing: $(jq -c '[.messages[].id]' "$json")"; }
+  return "$bad"
+}
+
+t_server_alive() {
+  kill -0 "$SERVER_PID" 2>/dev/null || { echo "server is gone"; tail -n 10 "$LOG"; return 1; }
+  if grep -q 'panicked' "$LOG"; then grep -m3 'panicked' "$LOG"; return 1; fi
+  local st
+  st=$(ncurl "$BASE/status" 2>/dev/null | jq -c 'del(.slots)' 2>/dev/null)
+  echo "info: /status ${st:-unavailable}"
+  local aborted
+  aborted=$(grep -cE 'send timeout|aborted' "$LOG")
+  [ "$aborted" -eq 0 ] || { echo "info: log has $aborted aborted/send-timeout lines:"; grep -E 'send timeout|aborted' "$LOG" | head -n 5 | sed 's/^/info:   /'; }
+  return 0
+}
+
+# ------------------------------------------------------------------ a phase
+
+run_phase() { # run_phase NAME DESCRIPTION
+  local phase=$1 desc=$2 d="$TMPD/$1" t0 t1 t2 t3 i c f rel files=() pids=()
+  mkdir -p "$d"
+  section "$phase: $desc"
+  t0=$(now)
+
+  # Every file at once, one curl each (11 connections for 10 slots: one is held off briefly).
+  while IFS= read -r -d '' f; do files+=("$f"); done < <(find "$FS" -type f -print0 | sort -z)
+  for i in "${!files[@]}"; do
+    rel=${files[$i]#"$FS"}
+    (
+      ncurl -o "$d/$i.body" -w '%{http_code} %{time_total} %{size_download}\n' "$BASE$rel" \
+        >"$d/$i.res" 2>"$d/$i.err"
+      echo $? >"$d/$i.rc"
+    ) &
+    pids+=($!)
+  done
+  wait "${pids[@]}"   # not a bare `wait`: that would wait for the server too
+  pids=()
+  t1=$(now)
+  for i in "${!files[@]}"; do
+    rel=${files[$i]#"$FS"}
+    check "$phase: GET $rel: 200, sha256 of the $(fsize "${files[$i]}") bytes matches" t_file "$d" "$i" "${files[$i]}"
+  done
+
+  # Chat: CLIENTS clients at once, each posting PER_CLIENT unique texts (one connection per post).
+  : >"$d/texts"
+  t2=$(now)
+  for c in $(seq 1 "$CLIENTS"); do
+    for i in $(seq 1 "$PER_CLIENT"); do
+      echo "$phase c$c m$i $$-$RANDOM" | tee -a "$d/texts" >>"$d/in$c"
+    done
+    (
+      timeout 60 ip netns exec "$NS" "$CHAT_BIN" "$SERVER_IP" "$PORT" --name "c$c" --verbose \
+        <"$d/in$c" >"$d/chat$c.out" 2>"$d/chat$c.err"
+      echo $? >"$d/chat$c.rc"
+    ) &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  t3=$(now)
+  check "$phase: $CLIENTS chat clients posted $PER_CLIENT texts each, every post answered" t_clients_ok "$d"
+  check "$phase: GET /chat?since=0 holds each of the $((CLIENTS * PER_CLIENT)) texts exactly once, nothing else" t_chat_once "$d"
+  check "$phase: server still running, no panic" t_server_alive
+
+  local tf tc tt
+  tf=$(elapsed "$t0" "$t1"); tc=$(elapsed "$t2" "$t3"); tt=$(elapsed "$t0" "$(now)")
+  TIMINGS+=("$phase: files ${tf} s, chat ${tc} s, phase ${tt} s")
+  say "$phase took ${tt} s (files ${tf} s, chat posts ${tc} s)"
+  {
+    for i in "${!files[@]}"; do
+      printf '%s %s\n' "${files[$i]#"$FS"}" "$(cat "$d/$i.res" 2>/dev/null)"
+    done
+  } >"$OUT/times-$phase.txt"
+}
+
+# ------------------------------------------------------------------ setup / teardown
+
+cleanup() {
+  local rc=$? pids
+  set +e
+  trap - EXIT INT TERM
+  stop_server
+  if ip netns list 2>/dev/null | grep -qw "^$NS"; then
+    # Anything still running in our namespace was started by this script: stop it by PID.
+    pids=$(ip netns pids "$NS" 2>/dev/null)
+    if [ -n "$pids" ]; then
+      # shellcheck disable=SC2086  # one PID per word
+      kill $pids 2>/dev/null; sleep 0.5
+      pids=$(ip netns pids "$NS" 2>/dev/null)
+      # shellcheck disable=SC2086
+      [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+    fi
+    ip netns del "$NS" 2>/dev/null || say "could not delete namespace $NS"
+  fi
+  [ -n "$TMPD" ] && rm -rf "$TMPD"
+  exit "$rc"
+}
+
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespace + tap + nftables): run with sudo"
+
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: apt-get install $2"; }
+need ip iproute2
+need curl curl
+need jq jq
+need sha256sum coreutils
+need timeout coreutils
+need awk gawk
+case " $PHASES " in *" nft "*) need nft nftables ;; esac
+
+BIN=${SMOLHTTPD_BIN:-target/release/smolhttpd}
+CHAT_BIN=${CHAT_BIN:-target/release/chat}
+if [ ! -x "$BIN" ] || [ ! -x "$CHAT_BIN" ]; then
+  need cargo "rustup (https://rustup.rs) or cargo"
+  say "building the release binaries"
+  cargo build --release --bins || die "cargo build failed"
+fi
+[ -x "$BIN" ] || die "$BIN is not an executable file"
+[ -x "$CHAT_BIN" ] || die "$CHAT_BIN is not an executable file"
+BIN=$(realpath "$BIN"); CHAT_BIN=$(realpath "$CHAT_BIN")
+
+mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
+TMPD=$(mktemp -d)
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ip netns add "$NS" || die "ip netns add $NS failed"
+ip -n "$NS" link set lo up
+in_ns scripts/tap-up.sh "$TAP" >/dev/null || die "tap-up.sh failed"
+
+for phase in $PHASES; do
+  case $phase in
+    nft)
+      start_server nft || die "server did not start"
+      # The server is up before the loss starts, so the readiness probe is not a lottery.
+      nft_loss_on || die "nft could not install the netdev ingress/egress loss rules (kernel >= 5.16 needed for egress)"
+      run_phase nft "nftables drops $LOSS% per direction on $TAP (netdev ingress + egress)"
+      say "nft drops: server->client (ingress) $(nft_counts in) frames, client->server (egress) $(nft_counts out) frames"
+      nft_loss_off
+      stop_server
+      ;;
+    inproc)
+      start_server inproc --drop-chance "$LOSS" --corrupt-chance "$CORRUPT" || die "server did not start"
+      run_phase inproc "server's FaultInjector: --drop-chance $LOSS --corrupt-chance $CORRUPT"
+      stop_server
+      ;;
+    *) die "unknown phase '$phase' (nft, inproc)" ;;
+  esac
+done
+
+echo
+for t in "${TIMINGS[@]}"; do say "time: $t"; done
+echo
+echo "$PASS passed, $FAIL failed"
+if [ "$FAIL" -gt 0 ]; then
+  echo "(server logs and per-file times in $OUT)"
+  exit 1
+fi
+exit 0
