@@ -7,8 +7,9 @@
 //! [`config::SLOTS`] connection slots.
 //!
 //! Layers, bottom up: [`gate`] (holds off SYNs no slot can take) -> [`http`] (request heads) ->
-//! [`image`] / [`chat`] (what is served) -> [`server`] (slots and their state machine). The
-//! std-only shell (TAP device, CLI) lives in [`tap`] and the binaries.
+//! [`image`] / [`chat`] / [`json`] (what is served) -> `route` (request to reply) ->
+//! [`server`] (slots and their state machine). The std-only shell (TAP device, CLI) lives in
+//! `tap` and the binaries.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod gate;
 pub mod http;
 pub mod image;
 pub mod json;
+mod route;
 pub mod server;
 #[cfg(feature = "std")]
 pub mod tap;
