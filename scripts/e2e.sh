@@ -39,37 +39,16 @@
 # `check "description" fn args...` before `finish`.
 # shellcheck disable=SC2317,SC2016  # checks are called via check(); single-quoted code is for bash -c / node -e
 set -uo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT" || exit 2
-
-TAP=tap0
-SERVER_IP=192.168.69.1
-PORT=80
-BASE="http://$SERVER_IP"
-FS=fs_image
 OUT=${E2E_OUT:-target/e2e}
 NS=smolhttpd-e2e-$$
-SERVER_PID=
-TMPD=
-PASS=0
-FAIL=0
-SKIP=0
 LISTEN_PID=
-
-# Never route the test's HTTP through a proxy from the caller's environment.
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
-
-say() { echo "e2e: $*"; }
-die() { echo "e2e: $*" >&2; exit 2; }
+# ncurl (lib.sh): bounded, quiet but showing errors.
+CURL_LIMITS=(--connect-timeout 5 --max-time "${CURL_MAX_TIME:-20}")
 
 # ------------------------------------------------------------------ helpers
-
-# in_ns CMD...: run CMD inside the test namespace.
-in_ns() { ip netns exec "$NS" "$@"; }
-
-# ncurl ARGS...: curl inside the namespace, bounded, quiet but showing errors.
-ncurl() { in_ns curl -sS --noproxy '*' --connect-timeout 5 --max-time "${CURL_MAX_TIME:-20}" "$@"; }
 
 # raw_req TIMEOUT: send stdin as-is over a plain TCP connection to the server (bash
 # /dev/tcp, no half-close) and print everything received until the server closes.
@@ -88,30 +67,6 @@ raw_req() {
   return "$rc"
 }
 
-section() { echo; echo "# $*"; }
-
-# check NAME CMD...: run CMD, count it, show its output (indented) if it fails
-# (and only its "info: " lines if it passes).
-check() {
-  local name=$1 out rc
-  shift
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -eq 0 ]; then
-    PASS=$((PASS + 1)); echo "ok   - $name"
-    # A passing check may still leave a one-line note: lines starting with "info: ".
-    printf '%s\n' "$out" | sed -n 's/^info: /       /p'
-  elif [ "$rc" -eq 77 ]; then
-    SKIP=$((SKIP + 1)); echo "skip - $name"
-    [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | sed 's/^info: //; s/^/       /'
-  else
-    FAIL=$((FAIL + 1)); echo "FAIL - $name"
-    [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | sed 's/^/       /'
-  fi
-  return 0
-}
-
-sha() { sha256sum "$1" | cut -d' ' -f1; }
-fsize() { stat -c %s "$1"; }
 # header NAME FILE: value of the first header NAME in a dumped head (no CR, trimmed).
 header() {
   tr -d '\r' <"$2" | awk -v n="$(echo "$1" | tr '[:upper:]' '[:lower:]')" '
@@ -558,52 +513,10 @@ t_redbot() {
 
 # ------------------------------------------------------------------ setup / teardown
 
-cleanup() {
-  local rc=$? pids
-  set +e
-  trap - EXIT INT TERM
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      say "server $SERVER_PID ignored SIGTERM for 5 s, sending SIGKILL"
-      kill -9 "$SERVER_PID" 2>/dev/null
-    fi
-    wait "$SERVER_PID" 2>/dev/null
-  fi
-  if ip netns list 2>/dev/null | grep -qw "^$NS"; then
-    # Anything still running in our namespace was started by this script (e.g. a
-    # browser left behind by a timed-out node): stop it by PID.
-    pids=$(ip netns pids "$NS" 2>/dev/null)
-    if [ -n "$pids" ]; then
-      # shellcheck disable=SC2086  # one PID per word
-      kill $pids 2>/dev/null; sleep 0.5
-      pids=$(ip netns pids "$NS" 2>/dev/null)
-      # shellcheck disable=SC2086
-      [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-    fi
-    ip netns del "$NS" 2>/dev/null || say "could not delete namespace $NS"
-  fi
-  [ -n "$TMPD" ] && rm -rf "$TMPD"
-  exit "$rc"
-}
+on_fail() { echo "--- last 20 lines of $LOG"; tail -n 20 "$LOG"; }
 
-finish() {
-  echo
-  if [ "$SKIP" -gt 0 ]; then echo "$PASS passed, $FAIL failed, $SKIP skipped"; else echo "$PASS passed, $FAIL failed"; fi
-  if [ "$FAIL" -gt 0 ]; then
-    echo "--- last 20 lines of $LOG"
-    tail -n 20 "$LOG"
-    exit 1
-  fi
-  exit 0
-}
+need_root "network namespace + tap"
 
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespace + tap): run with sudo"
-
-need() { # need CMD APT-PACKAGE
-  command -v "$1" >/dev/null 2>&1 || die "'$1' not found: apt-get install $2"
-}
 need ip iproute2
 need curl curl
 need sha256sum coreutils
@@ -634,13 +547,6 @@ fi
 
 BIN=${SMOLHTTPD_BIN:-target/release/smolhttpd}
 CHAT=${CHAT_BIN:-target/release/chat}
-[ -z "${SMOLHTTPD_BIN:-}" ] || [ -x "$BIN" ] || die "SMOLHTTPD_BIN=$BIN is not an executable file"
-[ -z "${CHAT_BIN:-}" ] || [ -x "$CHAT" ] || die "CHAT_BIN=$CHAT is not an executable file"
-if [ ! -x "$BIN" ] || [ ! -x "$CHAT" ]; then
-  need cargo "rustup (https://rustup.rs) or cargo"
-  say "building the release binaries (smolhttpd, chat)"
-  cargo build --release --bins || die "cargo build failed"
-fi
 # stale BINARY SOURCES...: say so when a default binary is older than its sources.
 stale() {
   local b=$1
@@ -653,42 +559,21 @@ stale() {
 }
 stale "$BIN" src build.rs Cargo.toml fs_image
 stale "$CHAT" src/bin/chat.rs Cargo.toml
-BIN=$(realpath "$BIN")
-CHAT=$(realpath "$CHAT")
+release_bins "smolhttpd, chat"
+CHAT=$CHAT_BIN
 
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 LOG=$OUT/server.log
-TMPD=$(mktemp -d)
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ip netns add "$NS" || die "ip netns add $NS failed"
-ip -n "$NS" link set lo up
-in_ns scripts/tap-up.sh "$TAP" || die "tap-up.sh failed"
+set_traps
+make_tap_ns
 
 # shellcheck disable=SC2206
 EXTRA=(${SERVER_ARGS:-})
 [ "${E2E_PCAP:-0}" = 1 ] && EXTRA+=(--pcap "$OUT/server.pcap")
 say "server: $BIN --tap $TAP${EXTRA[*]:+ ${EXTRA[*]}} (namespace $NS, log $LOG)"
-# `ip netns exec` execs the command, so $! is the server's own PID.
-RUST_LOG=${RUST_LOG:-info} ip netns exec "$NS" "$BIN" --tap "$TAP" "${EXTRA[@]}" >"$LOG" 2>&1 &
-SERVER_PID=$!
-
-ready=0
-for _ in $(seq 1 50); do   # up to ~10 s
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    wait "$SERVER_PID"; rc=$?; SERVER_PID=
-    echo "e2e: server exited early (status $rc); log:" >&2; tail -n 20 "$LOG" >&2; exit 1
-  fi
-  if in_ns curl -s --noproxy '*' -o /dev/null --connect-timeout 1 --max-time 2 "$BASE/"; then ready=1; break; fi
-  sleep 0.2
-done
-if [ "$ready" != 1 ]; then
-  echo "e2e: server not answering $BASE/ after 10 s; log:" >&2; tail -n 20 "$LOG" >&2; exit 1
-fi
-say "server up (pid $SERVER_PID)"
+start_server "${EXTRA[@]}"
+server_up "$BASE/" 50 10 || exit 1   # up to ~10 s
 
 # ------------------------------------------------------------------ static files
 
@@ -781,4 +666,5 @@ if [ "${E2E_SKIP_REDBOT:-0}" != 1 ]; then
   check "redbot $BASE/video/Flores.mp4: no BAD notes" t_redbot "$BASE/video/Flores.mp4" flores
 fi
 
+echo
 finish

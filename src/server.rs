@@ -60,7 +60,7 @@ pub struct Stats {
     pub held_off: u32,
 }
 
-/// What a slot is doing. One `match` per poll in [`Slot::service`].
+/// What a slot is doing. One `match` per poll in the slot's service step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// The socket listens; no connection.
