@@ -545,11 +545,11 @@ if [ "${E2E_SKIP_BROWSER:-0}" != 1 ]; then
   fi
 fi
 
-BIN=${SMOLHTTPD_BIN:-target/release/smolhttpd}
-CHAT=${CHAT_BIN:-target/release/chat}
+release_bins "smolhttpd, chat"
+CHAT=$CHAT_BIN
 # stale BINARY SOURCES...: say so when a default binary is older than its sources.
 stale() {
-  local b=$1
+  local b=${1#"$ROOT/"}
   shift
   case $b in target/*)
     if [ -n "$(find "$@" -newer "$b" -print -quit 2>/dev/null)" ]; then
@@ -559,8 +559,6 @@ stale() {
 }
 stale "$BIN" src build.rs Cargo.toml fs_image
 stale "$CHAT" src/bin/chat.rs Cargo.toml
-release_bins "smolhttpd, chat"
-CHAT=$CHAT_BIN
 
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
