@@ -52,9 +52,8 @@
 #      RUST_LOG          for smolhttpd; default warn: no line per request (nginx: access_log off)
 # shellcheck disable=SC2317  # cleanup runs from the trap
 set -uo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT" || exit 2
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 QUICK=0
 for a in "$@"; do
@@ -67,8 +66,6 @@ done
 if [ "$QUICK" = 1 ]; then DUR=3; CURL_RUNS=3; IDLE=3; MODE=quick; else DUR=10; CURL_RUNS=5; IDLE=5; MODE=full; fi
 
 OUT=${BENCH_OUT:-target/bench}
-SERVER_IP=192.168.69.1
-BASE=http://$SERVER_IP
 NS_T=sbench-tap-$$
 NS_S=sbench-srv-$$
 NS_C=sbench-cli-$$
@@ -78,20 +75,16 @@ SIZE_10M=10485760
 SMOL_PID=
 NGINX_PID=
 PY_PID=
-TMPD=
 FAILS=()
 NOTES=()
 declare -A V=()    # V[key:server] = value
 T_START=$(date +%s)
 
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
-
 say() { echo "bench: $*" >&2; }
-die() { echo "bench: $*" >&2; exit 2; }
 fail() { FAILS+=("$*"); echo "bench: FAILED: $*" >&2; }
 note() { NOTES+=("$*"); echo "bench: note: $*" >&2; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, tap, veth): run with sudo"
+need_root "network namespaces, tap, veth"
 
 # ------------------------------------------------------------------ packages
 
@@ -186,50 +179,19 @@ if [ -n "${SMOLHTTPD_DEFAULT_BIN:-}" ]; then BIN_DEF=$SMOLHTTPD_DEFAULT_BIN; els
 
 # ------------------------------------------------------------------ namespaces
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-ncurl() { local ns=$1; shift; in_ns "$ns" curl -sS --noproxy '*' --connect-timeout 5 --max-time 60 "$@"; }
+CURL_LIMITS=(--connect-timeout 5 --max-time 60)   # for ns_curl (lib.sh)
 
-stop_pid() { # stop_pid PID: SIGTERM, up to 5 s, then SIGKILL; only a PID this script started
-  local p=$1
-  [ -n "$p" ] || return 0
-  if kill -0 "$p" 2>/dev/null; then
-    kill "$p" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$p" 2>/dev/null && { say "pid $p ignored SIGTERM, sending SIGKILL"; kill -9 "$p" 2>/dev/null; }
-  fi
-  wait "$p" 2>/dev/null
-  return 0
-}
-
-cleanup() {
-  local rc=$? ns pids
-  set +e
-  trap - EXIT INT TERM
-  stop_pid "$SMOL_PID"; stop_pid "$NGINX_PID"; stop_pid "$PY_PID"
-  for ns in "$NS_T" "$NS_S" "$NS_C"; do
-    ip netns list 2>/dev/null | grep -qw "^$ns" || continue
-    # Whatever still runs in our own namespaces was started by this script.
-    pids=$(ip netns pids "$ns" 2>/dev/null)
-    # shellcheck disable=SC2086  # one PID per word
-    [ -n "$pids" ] && { kill $pids 2>/dev/null; sleep 0.5; pids=$(ip netns pids "$ns" 2>/dev/null); [ -n "$pids" ] && kill -9 $pids 2>/dev/null; }
-    ip netns del "$ns" 2>/dev/null || say "could not delete namespace $ns"
-  done
-  [ -n "$TMPD" ] && rm -rf "$TMPD"
-  exit "$rc"
-}
-TMPD=$(mktemp -d)
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+stop_servers() { stop_pid "$SMOL_PID" pid; stop_pid "$NGINX_PID" pid; stop_pid "$PY_PID" pid; }
+ON_CLEANUP=(stop_servers)   # lib.sh's cleanup: these, then the namespaces and TMPD
+set_traps
 
 ns_client_sysctls() { # many short connections: reuse TIME-WAIT ports, wide port range (per netns)
-  in_ns "$1" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000" >/dev/null
+  ns_exec "$1" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000" >/dev/null
 }
 for ns in "$NS_T" "$NS_S" "$NS_C"; do
-  ip netns add "$ns" || die "ip netns add $ns failed"
-  ip -n "$ns" link set lo up
+  make_ns "$ns" || die "ip netns add $ns failed"
 done
-MTU=1500 in_ns "$NS_T" scripts/tap-up.sh tap0 >/dev/null || die "tap-up.sh in $NS_T failed"
+MTU=1500 ns_exec "$NS_T" scripts/tap-up.sh tap0 >/dev/null || die "tap-up.sh in $NS_T failed"
 ip -n "$NS_S" link add vb-s type veth peer name vb-c netns "$NS_C" || die "veth pair failed"
 ip -n "$NS_S" addr add "$SERVER_IP/24" dev vb-s
 ip -n "$NS_C" addr add 192.168.69.100/24 dev vb-c
@@ -244,12 +206,12 @@ set_mtu_veth() { ip -n "$NS_S" link set dev vb-s mtu "$1" && ip -n "$NS_C" link 
 
 wait_ready() { # wait_ready NAME PID NS: up to ~10 s for GET /index.html to answer
   local name=$1 pid=$2 ns=$3
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid"; fail "$name exited at start (status $?); log in $LOGD"; return 1; }
-    in_ns "$ns" curl -s --noproxy '*' -o /dev/null --connect-timeout 1 --max-time 2 "$BASE/index.html" && return 0
-    sleep 0.2
-  done
-  fail "$name not answering $BASE/index.html after 10 s"
+  wait_up "$ns" "$pid" "$BASE/index.html" 50
+  case $? in
+    0) return 0 ;;
+    1) fail "$name exited at start (status $UP_STATUS); log in $LOGD" ;;
+    *) fail "$name not answering $BASE/index.html after 10 s" ;;
+  esac
   return 1
 }
 
@@ -260,10 +222,10 @@ start_smol() { # start_smol LOGNAME BINARY ARGS...
   # `ip netns exec` execs the command, so $! is the server's own PID.
   RUST_LOG=${RUST_LOG:-warn} ip netns exec "$NS_T" "$bin" --tap tap0 "$@" >"$LOGD/$name.log" 2>&1 &
   SMOL_PID=$!
-  wait_ready "smolhttpd ($*)" "$SMOL_PID" "$NS_T" || { stop_pid "$SMOL_PID"; SMOL_PID=; return 1; }
+  wait_ready "smolhttpd ($*)" "$SMOL_PID" "$NS_T" || { stop_pid "$SMOL_PID" pid; SMOL_PID=; return 1; }
 }
 stop_smol() {
-  stop_pid "$SMOL_PID"; SMOL_PID=
+  stop_pid "$SMOL_PID" pid; SMOL_PID=
   local w
   w=$(grep -cE '(WARN|ERROR)' "$LOGD"/smol*.log 2>/dev/null | awk -F: '{s += $NF} END {print s + 0}')
   SMOL_WARNINGS=$w
@@ -305,17 +267,17 @@ EOF
   ip netns exec "$NS_S" "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$LOGD/nginx-error.log" -g 'daemon off;' \
     >"$LOGD/nginx.log" 2>&1 &
   NGINX_PID=$!
-  wait_ready nginx "$NGINX_PID" "$NS_C" || { stop_pid "$NGINX_PID"; NGINX_PID=; return 1; }
+  wait_ready nginx "$NGINX_PID" "$NS_C" || { stop_pid "$NGINX_PID" pid; NGINX_PID=; return 1; }
 }
-stop_nginx() { stop_pid "$NGINX_PID"; NGINX_PID=; }
+stop_nginx() { stop_pid "$NGINX_PID" pid; NGINX_PID=; }
 
 start_python() {
   say "start $PY -m http.server (namespace $NS_S)"
   ip netns exec "$NS_S" "$PY" -m http.server 80 --bind "$SERVER_IP" --directory "$IMG" >"$LOGD/python.log" 2>&1 &
   PY_PID=$!
-  wait_ready python "$PY_PID" "$NS_C" || { stop_pid "$PY_PID"; PY_PID=; return 1; }
+  wait_ready python "$PY_PID" "$NS_C" || { stop_pid "$PY_PID" pid; PY_PID=; return 1; }
 }
-stop_python() { stop_pid "$PY_PID"; PY_PID=; }
+stop_python() { stop_pid "$PY_PID" pid; PY_PID=; }
 
 # ------------------------------------------------------------------ measurements
 
@@ -413,14 +375,14 @@ curl_mbs() {
   f=$LOGD/curl-$srv-$key.txt
   say "$srv: 10 MB x $CURL_RUNS ($key)"
   : >"$f"
-  code=$(ncurl "$ns" -o "$TMPD/dl" -w '%{http_code}' "$BASE/10m.bin" 2>>"$f")
+  code=$(ns_curl "$ns" -o "$TMPD/dl" -w '%{http_code}' "$BASE/10m.bin" 2>>"$f")
   if [ "$code" != 200 ] || ! cmp -s "$TMPD/dl" "$IMG/10m.bin"; then
     fail "$srv $key: warm-up download of /10m.bin: status ${code:-none}, $(stat -c %s "$TMPD/dl" 2>/dev/null || echo 0) bytes, $(cmp -s "$TMPD/dl" "$IMG/10m.bin" && echo same || echo not the same) bytes as the file"
     rm -f "$TMPD/dl"; alive "$srv" "$pid"; return 1
   fi
   rm -f "$TMPD/dl"
   for i in $(seq 1 "$CURL_RUNS"); do
-    out=$(ncurl "$ns" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' "$BASE/10m.bin" 2>>"$f")
+    out=$(ns_curl "$ns" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' "$BASE/10m.bin" 2>>"$f")
     echo "run $i: $out" >>"$f"
     read -r code size speed <<<"$out"
     if [ "$code" != 200 ] || [ "$size" != "$SIZE_10M" ]; then
@@ -501,7 +463,7 @@ if start_smol smol-default "$BIN_DEF"; then
   say "smolhttpd (default image): GET every file of fs_image, then wrk on /"
   while IFS= read -r -d '' f; do
     rel=${f#fs_image}
-    code=$(ncurl "$NS_T" -o "$TMPD/dl" -w '%{http_code}' "$BASE$rel")
+    code=$(ns_curl "$NS_T" -o "$TMPD/dl" -w '%{http_code}' "$BASE$rel")
     if [ "$code" != 200 ] || ! cmp -s "$TMPD/dl" "$f"; then fail "default image: GET $rel: status ${code:-none} or wrong bytes"; fi
   done < <(find fs_image -type f -print0 | sort -z)
   rm -f "$TMPD/dl"

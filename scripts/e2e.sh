@@ -39,7 +39,7 @@
 # `check "description" fn args...` before `finish`.
 # shellcheck disable=SC2317,SC2016  # checks are called via check(); single-quoted code is for bash -c / node -e
 set -uo pipefail
-# shellcheck source=scripts/lib.sh
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 OUT=${E2E_OUT:-target/e2e}
@@ -564,7 +564,7 @@ mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 LOG=$OUT/server.log
 set_traps
-make_tap_ns
+make_tap_ns show
 
 # shellcheck disable=SC2206
 EXTRA=(${SERVER_ARGS:-})

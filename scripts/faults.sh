@@ -43,15 +43,9 @@
 # Needs (Debian packages): iproute2, nftables, curl, jq, coreutils.
 # shellcheck disable=SC2317,SC2015  # checks are called via check(); `[ a ] && [ b ] || fail` is meant
 set -uo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT" || exit 2
-
-TAP=tap0
-SERVER_IP=192.168.69.1
-PORT=80
-BASE="http://$SERVER_IP"
-FS=fs_image
 OUT=${FAULTS_OUT:-target/faults}
 NS=smolhttpd-faults-$$
 PHASES=${FAULTS_PHASES:-nft inproc}
@@ -60,17 +54,7 @@ CORRUPT=${FAULTS_CORRUPT:-2}
 MAX_TIME=${FAULTS_MAX_TIME:-120}
 CLIENTS=${FAULTS_CLIENTS:-4}
 PER_CLIENT=${FAULTS_PER_CLIENT:-5}
-SERVER_PID=
-TMPD=
-LOG=
-PASS=0
-FAIL=0
 TIMINGS=()
-
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
-
-say() { echo "faults: $*"; }
-die() { echo "faults: $*" >&2; exit 2; }
 
 for v in LOSS CORRUPT MAX_TIME CLIENTS PER_CLIENT; do
   case ${!v} in ''|*[!0-9]*) die "$v must be a whole number, got '${!v}'" ;; esac
@@ -81,73 +65,22 @@ done
 
 # ------------------------------------------------------------------ helpers
 
-in_ns() { ip netns exec "$NS" "$@"; }
-
-# ncurl ARGS...: curl inside the namespace, no retries, generous limits.
-ncurl() {
-  in_ns curl -sS --noproxy '*' --retry 0 --connect-timeout 60 --max-time "$MAX_TIME" "$@"
-}
+# ncurl (lib.sh): no retries, generous limits.
+CURL_LIMITS=(--retry 0 --connect-timeout 60 --max-time "$MAX_TIME")
 
 now() { echo "${EPOCHREALTIME/,/.}"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-section() { echo; echo "# $*"; }
-
-check() {
-  local name=$1 out rc
-  shift
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -eq 0 ]; then
-    PASS=$((PASS + 1)); echo "ok   - $name"
-    printf '%s\n' "$out" | sed -n 's/^info: /       /p'
-  else
-    FAIL=$((FAIL + 1)); echo "FAIL - $name"
-    [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | sed 's/^/       /'
-  fi
-  return 0
-}
-
-sha() { sha256sum "$1" | cut -d' ' -f1; }
-fsize() { stat -c %s "$1"; }
-
 # ------------------------------------------------------------------ server
 
-start_server() { # start_server PHASE ARGS...
-  local phase=$1 rc
+phase_server() { # phase_server PHASE ARGS...
+  local phase=$1
   shift
   LOG=$OUT/server-$phase.log
   say "server: $BIN --tap $TAP${*:+ $*} (namespace $NS, log $LOG)"
-  RUST_LOG=${RUST_LOG:-info} ip netns exec "$NS" "$BIN" --tap "$TAP" "$@" >"$LOG" 2>&1 &
-  SERVER_PID=$!
+  start_server "$@"
   # Up to ~30 s: with in-process loss the first probes may be dropped.
-  for _ in $(seq 1 60); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      wait "$SERVER_PID"; rc=$?; SERVER_PID=
-      echo "faults: server exited early (status $rc); log:" >&2; tail -n 20 "$LOG" >&2
-      return 1
-    fi
-    if in_ns curl -s --noproxy '*' -o /dev/null --connect-timeout 2 --max-time 3 "$BASE/404.html"; then
-      say "server up (pid $SERVER_PID)"
-      return 0
-    fi
-    sleep 0.2
-  done
-  echo "faults: server not answering $BASE/ after 30 s; log:" >&2; tail -n 20 "$LOG" >&2
-  return 1
-}
-
-stop_server() {
-  [ -n "$SERVER_PID" ] || return 0
-  if kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      say "server $SERVER_PID ignored SIGTERM for 5 s, sending SIGKILL"
-      kill -9 "$SERVER_PID" 2>/dev/null
-    fi
-  fi
-  wait "$SERVER_PID" 2>/dev/null
-  SERVER_PID=
+  server_up "$BASE/404.html" 60 30 2 3
 }
 
 nft_loss_on() {
@@ -225,8 +158,7 @@ t_chat_once() {
 }
 
 t_server_alive() {
-  kill -0 "$SERVER_PID" 2>/dev/null || { echo "server is gone"; tail -n 10 "$LOG"; return 1; }
-  if grep -q 'panicked' "$LOG"; then grep -m3 'panicked' "$LOG"; return 1; fi
+  t_no_panic || return 1
   local st
   st=$(ncurl "$BASE/status" 2>/dev/null | jq -c 'del(.slots)' 2>/dev/null)
   echo "info: /status ${st:-unavailable}"
@@ -296,30 +228,7 @@ run_phase() { # run_phase NAME DESCRIPTION
 
 # ------------------------------------------------------------------ setup / teardown
 
-cleanup() {
-  local rc=$? pids
-  set +e
-  trap - EXIT INT TERM
-  stop_server
-  if ip netns list 2>/dev/null | grep -qw "^$NS"; then
-    # Anything still running in our namespace was started by this script: stop it by PID.
-    pids=$(ip netns pids "$NS" 2>/dev/null)
-    if [ -n "$pids" ]; then
-      # shellcheck disable=SC2086  # one PID per word
-      kill $pids 2>/dev/null; sleep 0.5
-      pids=$(ip netns pids "$NS" 2>/dev/null)
-      # shellcheck disable=SC2086
-      [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-    fi
-    ip netns del "$NS" 2>/dev/null || say "could not delete namespace $NS"
-  fi
-  [ -n "$TMPD" ] && rm -rf "$TMPD"
-  exit "$rc"
-}
-
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespace + tap + nftables): run with sudo"
-
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: apt-get install $2"; }
+need_root "network namespace + tap + nftables"
 need ip iproute2
 need curl curl
 need jq jq
@@ -328,32 +237,17 @@ need timeout coreutils
 need awk gawk
 case " $PHASES " in *" nft "*) need nft nftables ;; esac
 
-BIN=${SMOLHTTPD_BIN:-target/release/smolhttpd}
-CHAT_BIN=${CHAT_BIN:-target/release/chat}
-if [ ! -x "$BIN" ] || [ ! -x "$CHAT_BIN" ]; then
-  need cargo "rustup (https://rustup.rs) or cargo"
-  say "building the release binaries"
-  cargo build --release --bins || die "cargo build failed"
-fi
-[ -x "$BIN" ] || die "$BIN is not an executable file"
-[ -x "$CHAT_BIN" ] || die "$CHAT_BIN is not an executable file"
-BIN=$(realpath "$BIN"); CHAT_BIN=$(realpath "$CHAT_BIN")
+release_bins
 
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
-TMPD=$(mktemp -d)
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ip netns add "$NS" || die "ip netns add $NS failed"
-ip -n "$NS" link set lo up
-in_ns scripts/tap-up.sh "$TAP" >/dev/null || die "tap-up.sh failed"
+set_traps
+make_tap_ns quiet
 
 for phase in $PHASES; do
   case $phase in
     nft)
-      start_server nft || die "server did not start"
+      phase_server nft || die "server did not start"
       # The server is up before the loss starts, so the readiness probe is not a lottery.
       nft_loss_on || die "nft could not install the netdev ingress/egress loss rules (kernel >= 5.16 needed for egress)"
       run_phase nft "nftables drops $LOSS% per direction on $TAP (netdev ingress + egress)"
@@ -362,7 +256,7 @@ for phase in $PHASES; do
       stop_server
       ;;
     inproc)
-      start_server inproc --drop-chance "$LOSS" --corrupt-chance "$CORRUPT" || die "server did not start"
+      phase_server inproc --drop-chance "$LOSS" --corrupt-chance "$CORRUPT" || die "server did not start"
       run_phase inproc "server's FaultInjector: --drop-chance $LOSS --corrupt-chance $CORRUPT"
       stop_server
       ;;
@@ -373,9 +267,5 @@ done
 echo
 for t in "${TIMINGS[@]}"; do say "time: $t"; done
 echo
-echo "$PASS passed, $FAIL failed"
-if [ "$FAIL" -gt 0 ]; then
-  echo "(server logs and per-file times in $OUT)"
-  exit 1
-fi
-exit 0
+on_fail() { echo "(server logs and per-file times in $OUT)"; }
+finish

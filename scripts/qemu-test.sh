@@ -21,28 +21,20 @@
 #   QEMU_TEST_OUT   logs: server and guest console per way (default target/qemu-test)
 #   QEMU_TIMEOUT    seconds one guest may run, boot to power-off (default 300: TCG under load)
 #   QEMU_TEST_WAYS  "tap stream" (default)
-# shellcheck disable=SC2317  # checks are called via check()
+# shellcheck disable=SC2317  # checks are called via check_here()
 set -uo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT" || exit 2
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 OUT=${QEMU_TEST_OUT:-target/qemu-test}
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-300}
 WAYS=${QEMU_TEST_WAYS:-tap stream}
-SERVER_IP=192.168.69.1
 GUEST_CIDR=192.168.69.2/24
 BRIDGE_CIDR=192.168.69.100/24
 NS=smolhttpd-qemu-$$
 NS_MADE=
-TMPD=
 PIDS=()
-PASS=0
-FAIL=0
 TIMES=()
-
-say() { echo "qemu-test: $*"; }
-die() { echo "qemu-test: $*" >&2; exit 2; }
 
 # ------------------------------------------------------------------ cleanup
 
@@ -50,15 +42,7 @@ die() { echo "qemu-test: $*" >&2; exit 2; }
 # signalled). Only children this script started are in PIDS.
 stop() {
   local pid=$1 i keep=()
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  fi
-  wait "$pid" 2>/dev/null
+  stop_pid "$pid"
   for i in "${PIDS[@]}"; do [ "$i" = "$pid" ] || keep+=("$i"); done
   PIDS=("${keep[@]}")
   return 0
@@ -69,37 +53,23 @@ delete_ns() {
   ip -n "$NS" link del qtap0 2>/dev/null
   ip -n "$NS" link del tap0 2>/dev/null
   ip -n "$NS" link del br0 2>/dev/null
-  ip netns del "$NS" 2>/dev/null
+  ns_delete "$NS"
   NS_MADE=
 }
 
-cleanup() {
+stop_all() {
   local pid
   for pid in "${PIDS[@]}"; do stop "$pid"; done
-  delete_ns
-  [ -n "$TMPD" ] && rm -rf "$TMPD"
 }
+# lib.sh's cleanup: these, then TMPD.
+ON_CLEANUP=(stop_all delete_ns)
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ checks
 
-# check NAME CMD...: run CMD (in this shell, so it may start processes and record times),
-# count it, show its output (indented) if it fails and its "info: " lines if it passes.
-check() {
-  local name=$1 out rc
-  shift
-  "$@" >"$TMPD/check.out" 2>&1; rc=$?
-  out=$(cat "$TMPD/check.out")
-  if [ "$rc" -eq 0 ]; then
-    PASS=$((PASS + 1)); echo "ok   - $name"
-    printf '%s\n' "$out" | sed -n 's/^info: /       /p'
-  else
-    FAIL=$((FAIL + 1)); echo "FAIL - $name"
-    [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | sed 's/^/       /'
-  fi
-  return 0
-}
+# Checks run with check_here (lib.sh): in this shell, so they may start processes and record
+# times.
 
 # The console, without carriage returns and terminal escapes.
 console() { tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g'; }
@@ -214,11 +184,10 @@ way_tap() {
   local log=$OUT/tap-server.log con=$OUT/tap-console.log spid
   echo
   echo "# way (a) tap: smolhttpd on tap0, QEMU on qtap0, bridge br0, namespace $NS"
-  ip netns add "$NS" || { FAIL=$((FAIL + 1)); echo "FAIL - create namespace $NS"; return; }
+  make_ns "$NS" || { FAIL=$((FAIL + 1)); echo "FAIL - create namespace $NS"; return; }
   NS_MADE=1
-  ip -n "$NS" link set lo up
   # tap0 for smolhttpd (tap-up.sh), qtap0 for QEMU; the host address moves to the bridge.
-  if ! ip netns exec "$NS" env HOST_CIDR="$BRIDGE_CIDR" scripts/tap-up.sh tap0 >"$OUT/tap-up.log" 2>&1 ||
+  if ! in_ns env HOST_CIDR="$BRIDGE_CIDR" scripts/tap-up.sh tap0 >"$OUT/tap-up.log" 2>&1 ||
      ! ip -n "$NS" addr flush dev tap0 ||
      ! ip -n "$NS" tuntap add dev qtap0 mode tap ||
      ! ip -n "$NS" link add br0 type bridge ||
@@ -237,11 +206,11 @@ way_tap() {
     FAIL=$((FAIL + 1)); echo "FAIL - smolhttpd starts on tap0"; sed 's/^/       /' "$log"
     return
   fi
-  check "tap: guest boots, fetches and powers off" \
+  check_here "tap: guest boots, fetches and powers off" \
     boot_guest "(a) tap" "$con" "tap,id=n0,ifname=qtap0,script=no,downscript=no" ip netns exec "$NS"
-  check "tap: DONE on the guest console" t_done "$con"
-  check "tap: every fs_image file's sha256 matches" t_hashes "$con"
-  check "tap: the guest's chat message reached the server" t_chat "$con" "$log"
+  check_here "tap: DONE on the guest console" t_done "$con"
+  check_here "tap: every fs_image file's sha256 matches" t_hashes "$con"
+  check_here "tap: the guest's chat message reached the server" t_chat "$con" "$log"
   stop "$spid"
   delete_ns
 }
@@ -257,26 +226,24 @@ way_stream() {
     FAIL=$((FAIL + 1)); echo "FAIL - smolhttpd listens on $sock"; sed 's/^/       /' "$log"
     return
   fi
-  check "stream: guest boots, fetches and powers off" \
+  check_here "stream: guest boots, fetches and powers off" \
     boot_guest "(b) stream" "$con" "stream,id=n0,server=off,addr.type=unix,addr.path=$sock"
-  check "stream: DONE on the guest console" t_done "$con"
-  check "stream: every fs_image file's sha256 matches" t_hashes "$con"
-  check "stream: the guest's chat message reached the server" t_chat "$con" "$log"
-  check "stream: the server saw the peer connect and leave" \
+  check_here "stream: DONE on the guest console" t_done "$con"
+  check_here "stream: every fs_image file's sha256 matches" t_hashes "$con"
+  check_here "stream: the guest's chat message reached the server" t_chat "$con" "$log"
+  check_here "stream: the server saw the peer connect and leave" \
     grep -q 'qemu peer disconnected; waiting for it to reconnect' "$log"
   # The server keeps listening: a second guest connects to the same one.
-  check "stream: a second guest is served by the same server (reconnect)" \
+  check_here "stream: a second guest is served by the same server (reconnect)" \
     boot_guest "(b) stream, 2nd guest" "$OUT/stream-console-2.log" \
     "stream,id=n0,server=off,addr.type=unix,addr.path=$sock"
-  check "stream: second guest: every sha256 matches and its chat message arrived" \
+  check_here "stream: second guest: every sha256 matches and its chat message arrived" \
     t_hashes_and_chat "$OUT/stream-console-2.log" "$log"
   stop "$spid"
-  check "stream: the server removed its socket on exit" test ! -e "$sock"
+  check_here "stream: the server removed its socket on exit" test ! -e "$sock"
 }
 
 # ------------------------------------------------------------------ main
-
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
 ROOT_USER=
 [ "$(id -u)" -eq 0 ] && ROOT_USER=1
@@ -328,5 +295,4 @@ done
 echo
 for t in "${TIMES[@]}"; do echo "$t"; done
 echo "logs in $OUT"
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+finish

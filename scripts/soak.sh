@@ -39,29 +39,14 @@
 # Needs (Debian packages): iproute2, curl, wrk, jq, coreutils.
 # shellcheck disable=SC2317,SC2015  # checks are called via check(); `[ a ] && [ b ] || fail` is meant
 set -uo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT" || exit 2
-
-TAP=tap0
-SERVER_IP=192.168.69.1
-PORT=80
-BASE="http://$SERVER_IP"
-FS=fs_image
 OUT=${SOAK_OUT:-target/soak}
 NS=smolhttpd-soak-$$
 WRK_CONNS=${SOAK_WRK_CONNS:-4}
 WARMUP=10
 VIDEO=/video/Planeta.mp4
-SERVER_PID=
-TMPD=
-PASS=0
-FAIL=0
-
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
-
-say() { echo "soak: $*"; }
-die() { echo "soak: $*" >&2; exit 2; }
 usage() { echo "usage: $0 MINUTES   (a whole number, 1..1440)" >&2; exit 2; }
 
 if [ -n "${SOAK_SECONDS:-}" ]; then
@@ -79,26 +64,8 @@ case $WRK_CONNS in ''|*[!0-9]*) die "SOAK_WRK_CONNS must be a whole number" ;; e
 
 # ------------------------------------------------------------------ helpers
 
-in_ns() { ip netns exec "$NS" "$@"; }
-ncurl() { in_ns curl -sS --noproxy '*' --retry 0 --connect-timeout 10 --max-time 30 "$@"; }
+CURL_LIMITS=(--retry 0 --connect-timeout 10 --max-time 30)   # for ncurl (lib.sh)
 now_s() { date +%s; }
-
-check() {
-  local name=$1 out rc
-  shift
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -eq 0 ]; then
-    PASS=$((PASS + 1)); echo "ok   - $name"
-    printf '%s\n' "$out" | sed -n 's/^info: /       /p'
-  else
-    FAIL=$((FAIL + 1)); echo "FAIL - $name"
-    [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | sed 's/^/       /'
-  fi
-  return 0
-}
-
-sha() { sha256sum "$1" | cut -d' ' -f1; }
-fsize() { stat -c %s "$1"; }
 
 # ------------------------------------------------------------------ load generators
 # Each runs until the epoch second $END (and at most a fixed number of rounds), then writes
@@ -235,45 +202,23 @@ t_probe() {
 }
 
 t_server_alive() {
-  kill -0 "$SERVER_PID" 2>/dev/null || { echo "server is gone"; tail -n 10 "$LOG"; return 1; }
-  if grep -q 'panicked' "$LOG"; then grep -m3 'panicked' "$LOG"; return 1; fi
+  t_no_panic || return 1
   echo "info: /status $(ncurl "$BASE/status" 2>/dev/null | jq -c 'del(.slots)' 2>/dev/null)"
 }
 
 # ------------------------------------------------------------------ setup / teardown
 
-cleanup() {
-  local rc=$? pids
-  set +e
-  trap - EXIT INT TERM
-  # Our own background jobs first (loops, wrk, sampler), then the server, by PID.
+# Our own background jobs (loops, wrk, sampler) first, then (lib.sh's cleanup) the server.
+stop_jobs() {
+  local pids
   pids=$(jobs -p)
   # shellcheck disable=SC2086
   [ -n "$pids" ] && kill $pids 2>/dev/null
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$SERVER_PID" 2>/dev/null && kill -9 "$SERVER_PID" 2>/dev/null
-  fi
-  if ip netns list 2>/dev/null | grep -qw "^$NS"; then
-    pids=$(ip netns pids "$NS" 2>/dev/null)
-    if [ -n "$pids" ]; then
-      # shellcheck disable=SC2086  # one PID per word
-      kill $pids 2>/dev/null; sleep 0.5
-      pids=$(ip netns pids "$NS" 2>/dev/null)
-      # shellcheck disable=SC2086
-      [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-    fi
-    ip netns del "$NS" 2>/dev/null || say "could not delete namespace $NS"
-  fi
-  wait 2>/dev/null
-  [ -n "$TMPD" ] && rm -rf "$TMPD"
-  exit "$rc"
 }
+ON_CLEANUP=(stop_jobs)
+CLEANUP_REAP=1
 
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespace + tap): run with sudo"
-
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: apt-get install $2"; }
+need_root "network namespace + tap"
 need ip iproute2
 need curl curl
 need wrk wrk
@@ -282,40 +227,22 @@ need sha256sum coreutils
 need timeout coreutils
 need awk gawk
 
-BIN=${SMOLHTTPD_BIN:-target/release/smolhttpd}
-CHAT_BIN=${CHAT_BIN:-target/release/chat}
-if [ ! -x "$BIN" ] || [ ! -x "$CHAT_BIN" ]; then
-  need cargo "rustup (https://rustup.rs) or cargo"
-  say "building the release binaries"
-  cargo build --release --bins || die "cargo build failed"
-fi
-[ -x "$BIN" ] || die "$BIN is not an executable file"
-[ -x "$CHAT_BIN" ] || die "$CHAT_BIN is not an executable file"
-BIN=$(realpath "$BIN"); CHAT_BIN=$(realpath "$CHAT_BIN")
+release_bins
 
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 LOG=$OUT/server.log
 CSV=$OUT/rss.csv
-TMPD=$(mktemp -d)
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ip netns add "$NS" || die "ip netns add $NS failed"
-ip -n "$NS" link set lo up
-in_ns scripts/tap-up.sh "$TAP" >/dev/null || die "tap-up.sh failed"
+set_traps
+make_tap_ns quiet
 
 say "server: $BIN --tap $TAP (namespace $NS, log $LOG, RUST_LOG=${RUST_LOG:-warn})"
-RUST_LOG=${RUST_LOG:-warn} ip netns exec "$NS" "$BIN" --tap "$TAP" >"$LOG" 2>&1 &
-SERVER_PID=$!
-ready=0
-for _ in $(seq 1 50); do
-  kill -0 "$SERVER_PID" 2>/dev/null || { wait "$SERVER_PID"; die "server exited early (status $?): $(tail -n 5 "$LOG")"; }
-  if in_ns curl -s --noproxy '*' -o /dev/null --connect-timeout 1 --max-time 2 "$BASE/"; then ready=1; break; fi
-  sleep 0.2
-done
-[ "$ready" = 1 ] || die "server not answering $BASE/ after 10 s: $(tail -n 5 "$LOG")"
+RUST_LOG=${RUST_LOG:-warn} start_server
+wait_up "$NS" "$SERVER_PID" "$BASE/" 50
+case $? in
+  1) die "server exited early (status $UP_STATUS): $(tail -n 5 "$LOG")" ;;
+  2) die "server not answering $BASE/ after 10 s: $(tail -n 5 "$LOG")" ;;
+esac
 say "server up (pid $SERVER_PID)"
 
 # Touch the whole image once before the clock starts: the files are pages of the binary, and
@@ -384,9 +311,5 @@ check "final probe: 10 parallel GET /img/car.jpeg all 200 and byte-exact" t_prob
 check "server still running, no panic" t_server_alive
 
 echo
-echo "$PASS passed, $FAIL failed"
-if [ "$FAIL" -gt 0 ]; then
-  echo "(artifacts in $OUT)"
-  exit 1
-fi
-exit 0
+on_fail() { echo "(artifacts in $OUT)"; }
+finish

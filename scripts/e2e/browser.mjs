@@ -14,28 +14,14 @@
 // Env: CHROMIUM (default /usr/bin/chromium), VIDEO_TIMEOUT_MS (default 20000),
 //      NAV_TIMEOUT_MS (default 20000), TOTAL_TIMEOUT_MS (default 90000).
 
-import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
+import { args, envInt, pageFailures, run, watchPage } from './lib.mjs';
 
-const [url, outArg] = process.argv.slice(2);
-if (!url || !outArg) {
-  console.error('usage: node browser.mjs URL OUTDIR');
-  process.exit(2);
-}
-const outDir = resolve(outArg);
-mkdirSync(outDir, { recursive: true });
+const [url, outDir] = args('node browser.mjs URL OUTDIR');
+const VIDEO_TIMEOUT_MS = envInt('VIDEO_TIMEOUT_MS', 20000);
+const NAV_TIMEOUT_MS = envInt('NAV_TIMEOUT_MS', 20000);
+const TOTAL_TIMEOUT_MS = envInt('TOTAL_TIMEOUT_MS', 90000);
 
-const envMs = (name, dflt) => {
-  const v = Number.parseInt(process.env[name] ?? '', 10);
-  return Number.isFinite(v) && v > 0 ? v : dflt;
-};
-const VIDEO_TIMEOUT_MS = envMs('VIDEO_TIMEOUT_MS', 20000);
-const NAV_TIMEOUT_MS = envMs('NAV_TIMEOUT_MS', 20000);
-const TOTAL_TIMEOUT_MS = envMs('TOTAL_TIMEOUT_MS', 90000);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-
-const started = Date.now();
 const summary = {
   url,
   ok: false,
@@ -53,69 +39,16 @@ const summary = {
   elapsedMs: 0,
 };
 
-let browser;
 // Hard upper bound on the whole run, whatever hangs.
-const watchdog = setTimeout(() => {
-  summary.failures.push(`watchdog: run exceeded ${TOTAL_TIMEOUT_MS} ms`);
-  finish(1);
-}, TOTAL_TIMEOUT_MS);
+const { launch, main } = run(summary, TOTAL_TIMEOUT_MS);
+const browser = await launch({ autoplay: true });
 
-let finished = false;
-async function finish(code) {
-  if (finished) return;
-  finished = true;
-  clearTimeout(watchdog);
-  summary.elapsedMs = Date.now() - started;
-  if (code === 0 && summary.failures.length) code = 1;
-  summary.ok = code === 0;
-  console.log(JSON.stringify(summary, null, 2));
-  if (browser) {
-    // Bounded close: a wedged browser must not keep us alive.
-    await Promise.race([browser.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  process.exit(code);
-}
-
-try {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    timeout: 30000,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-      '--no-proxy-server',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-} catch (e) {
-  summary.failures.push(`launch ${executablePath}: ${e.message.split('\n')[0]}`);
-  await finish(2);
-}
-
-try {
+await main(async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   page.setDefaultTimeout(NAV_TIMEOUT_MS);
 
-  page.on('response', (r) => {
-    const req = r.request();
-    const range = req.headers()['range'];
-    summary.responses.push(`${r.status()} ${req.method()} ${r.url()}${range ? ` (range ${range})` : ''}`);
-    if (r.status() >= 400) summary.httpErrors.push(`${r.status()} ${req.method()} ${r.url()}`);
-  });
-  page.on('requestfailed', (req) => {
-    summary.failedRequests.push(`${req.method()} ${req.url()}: ${req.failure()?.errorText}`);
-  });
-  page.on('pageerror', (err) => summary.pageErrors.push(String(err)));
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') summary.consoleErrors.push(msg.text());
-  });
+  watchPage(page, summary);
 
   const resp = await page.goto(url, { waitUntil: 'load', timeout: NAV_TIMEOUT_MS });
   summary.status = resp ? resp.status() : null;
@@ -193,15 +126,9 @@ try {
     }
   }
 
-  for (const e of summary.pageErrors) summary.failures.push(`page error: ${e}`);
   // A media element cancelling its own range request (net::ERR_ABORTED) is normal;
   // any other network failure (reset, truncated body, length mismatch) is not.
-  for (const e of summary.failedRequests) {
-    if (!/net::ERR_ABORTED$/.test(e)) summary.failures.push(`request failed: ${e}`);
-  }
-  for (const e of summary.httpErrors) {
-    if (!/\/favicon\.ico$/.test(e)) summary.failures.push(`http error: ${e}`);
-  }
+  pageFailures(summary, ['pageErrors', 'failedRequests', 'httpErrors'], { abortedOk: true });
 
   // Rewind videos so the screenshot shows their first frame, then capture.
   // (Only seek if a nudge played it: a seek shows a spinner until 'seeked'.)
@@ -218,9 +145,4 @@ try {
   const shot = join(outDir, 'home.png');
   await page.screenshot({ path: shot, fullPage: true, animations: 'disabled', timeout: NAV_TIMEOUT_MS });
   summary.screenshot = shot;
-
-  await finish(0);
-} catch (e) {
-  summary.failures.push(`error: ${e.message.split('\n')[0]}`);
-  await finish(1);
-}
+});

@@ -19,25 +19,12 @@
 //
 // Run it inside the test's network namespace (scripts/e2e.sh does).
 
-import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
+import { args, envInt, pageFailures, run, watchPage } from './lib.mjs';
 
-const [url, outArg] = process.argv.slice(2);
-if (!url || !outArg) {
-  console.error('usage: node chat.mjs URL OUTDIR');
-  process.exit(2);
-}
-const outDir = resolve(outArg);
-mkdirSync(outDir, { recursive: true });
-
-const envMs = (name, dflt) => {
-  const v = Number.parseInt(process.env[name] ?? '', 10);
-  return Number.isFinite(v) && v > 0 ? v : dflt;
-};
-const TOTAL_TIMEOUT_MS = envMs('TOTAL_TIMEOUT_MS', 60000);
+const [url, outDir] = args('node chat.mjs URL OUTDIR');
+const TOTAL_TIMEOUT_MS = envInt('TOTAL_TIMEOUT_MS', 60000);
 const STEP_TIMEOUT_MS = 10000;
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 let expected = [];
 try {
   expected = JSON.parse(process.env.EXPECT_TEXTS || '[]');
@@ -48,7 +35,6 @@ try {
 const postName = process.env.POST_NAME || 'dora';
 const postText = process.env.POST_TEXT || 'from the browser';
 
-const started = Date.now();
 const summary = {
   url,
   ok: false,
@@ -67,47 +53,8 @@ const summary = {
   elapsedMs: 0,
 };
 
-let browser;
-const watchdog = setTimeout(() => {
-  summary.failures.push(`watchdog: run exceeded ${TOTAL_TIMEOUT_MS} ms`);
-  finish(1);
-}, TOTAL_TIMEOUT_MS);
-
-let finished = false;
-async function finish(code) {
-  if (finished) return;
-  finished = true;
-  clearTimeout(watchdog);
-  summary.elapsedMs = Date.now() - started;
-  if (code === 0 && summary.failures.length) code = 1;
-  summary.ok = code === 0;
-  console.log(JSON.stringify(summary, null, 2));
-  if (browser) {
-    await Promise.race([browser.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  process.exit(code);
-}
-
-try {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    timeout: 30000,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-      '--no-proxy-server',
-    ],
-  });
-} catch (e) {
-  summary.failures.push(`launch ${executablePath}: ${e.message.split('\n')[0]}`);
-  await finish(2);
-}
+const { launch, main } = run(summary, TOTAL_TIMEOUT_MS);
+const browser = await launch();
 
 // All .msg rows as [name, text] (textContent, so markup shows as the characters it is).
 const readMessages = (page) =>
@@ -119,21 +66,11 @@ const readMessages = (page) =>
   );
 const has = (rows, [name, text]) => rows.some(([n, t]) => n === name && t === text);
 
-try {
+await main(async () => {
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
-  page.on('dialog', async (d) => {
-    summary.dialogs.push(`${d.type()}: ${d.message()}`);
-    await d.dismiss().catch(() => {});
-  });
-  page.on('response', (r) => {
-    if (r.status() >= 400) summary.httpErrors.push(`${r.status()} ${r.request().method()} ${r.url()}`);
-  });
-  page.on('requestfailed', (req) => {
-    summary.failedRequests.push(`${req.method()} ${req.url()}: ${req.failure()?.errorText}`);
-  });
-  page.on('pageerror', (err) => summary.pageErrors.push(String(err)));
+  watchPage(page, summary);
 
   const resp = await page.goto(url, { waitUntil: 'load' });
   summary.status = resp ? resp.status() : null;
@@ -185,18 +122,9 @@ try {
   if (summary.scriptsInLog !== 0) summary.failures.push(`${summary.scriptsInLog} <script> element(s) inside #log`);
   // Give a dialog from injected markup a moment to fire before judging.
   await page.waitForTimeout(300);
-  for (const d of summary.dialogs) summary.failures.push(`dialog fired: ${d}`);
-  for (const e of summary.pageErrors) summary.failures.push(`page error: ${e}`);
-  for (const e of summary.httpErrors) {
-    if (!/\/favicon\.ico$/.test(e)) summary.failures.push(`http error: ${e}`);
-  }
-  for (const e of summary.failedRequests) summary.failures.push(`request failed: ${e}`);
+  pageFailures(summary, ['dialogs', 'pageErrors', 'httpErrors', 'failedRequests']);
 
   const shot = join(outDir, 'chat.png');
   await page.screenshot({ path: shot, animations: 'disabled' });
   summary.screenshot = shot;
-  await finish(0);
-} catch (e) {
-  summary.failures.push(`error: ${e.message.split('\n')[0]}`);
-  await finish(1);
-}
+});

@@ -22,30 +22,17 @@
 //
 // Run it inside the test's network namespace (scripts/e2e.sh does).
 
-import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
+import { args, envNum, run } from './lib.mjs';
 
-const [url, outArg, videoArg] = process.argv.slice(2);
-if (!url || !outArg) {
-  console.error('usage: node seek.mjs URL OUTDIR [VIDEO_PATH]');
-  process.exit(2);
-}
-const outDir = resolve(outArg);
-mkdirSync(outDir, { recursive: true });
+const [url, outDir, videoArg] = args('node seek.mjs URL OUTDIR [VIDEO_PATH]');
 const videoPath = videoArg || '/video/Planeta.mp4';
 
-const envNum = (name, dflt) => {
-  const v = Number.parseFloat(process.env[name] ?? '');
-  return Number.isFinite(v) && v > 0 ? v : dflt;
-};
 const SEEK_TO = envNum('SEEK_TO', 5);
 const SEEK_TIMEOUT_MS = envNum('SEEK_TIMEOUT_MS', 15000);
 const TOTAL_TIMEOUT_MS = envNum('TOTAL_TIMEOUT_MS', 60000);
 const THROTTLE_KBPS = Number.parseInt(process.env.THROTTLE_KBPS ?? '256', 10) || 0;
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-const started = Date.now();
 const summary = {
   url,
   video: videoPath,
@@ -61,50 +48,10 @@ const summary = {
   elapsedMs: 0,
 };
 
-let browser;
-const watchdog = setTimeout(() => {
-  summary.failures.push(`watchdog: run exceeded ${TOTAL_TIMEOUT_MS} ms`);
-  finish(1);
-}, TOTAL_TIMEOUT_MS);
+const { launch, main } = run(summary, TOTAL_TIMEOUT_MS);
+const browser = await launch({ autoplay: true });
 
-let finished = false;
-async function finish(code) {
-  if (finished) return;
-  finished = true;
-  clearTimeout(watchdog);
-  summary.elapsedMs = Date.now() - started;
-  if (code === 0 && summary.failures.length) code = 1;
-  summary.ok = code === 0;
-  console.log(JSON.stringify(summary, null, 2));
-  if (browser) {
-    await Promise.race([browser.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  process.exit(code);
-}
-
-try {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    timeout: 30000,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-      '--no-proxy-server',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-} catch (e) {
-  summary.failures.push(`launch ${executablePath}: ${e.message.split('\n')[0]}`);
-  await finish(2);
-}
-
-try {
+await main(async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   page.setDefaultTimeout(SEEK_TIMEOUT_MS);
@@ -221,8 +168,4 @@ try {
 
   const shot = join(outDir, 'seek.png');
   await page.screenshot({ path: shot, animations: 'disabled' });
-  await finish(0);
-} catch (e) {
-  summary.failures.push(`error: ${e.message.split('\n')[0]}`);
-  await finish(1);
-}
+});
