@@ -487,7 +487,7 @@ setup_redbot() {
       [ "$fresh" = 1 ] && rm -rf "$venv"
       return
     fi
-    if ! timeout 300 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check redbot >"$TMPD/pip.log" 2>&1; then
+    if ! timeout 300 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check redbot httptools httplint >"$TMPD/pip.log" 2>&1; then
       REDBOT_WHY="pip install redbot failed: $(grep -m1 -i 'error' "$TMPD/pip.log" || tail -n 1 "$TMPD/pip.log")"
       [ "$fresh" = 1 ] && rm -rf "$venv"
       return
@@ -498,6 +498,21 @@ setup_redbot() {
   else
     REDBOT_WHY="$venv/bin/redbot --help fails (remove $venv to reinstall)"
   fi
+}
+
+# t_strict: raw responses of every kind through llhttp (httptools, strict) and httplint, with
+# their own asserts (416 has */len, 405 has Allow, 206's Content-Range...): scripts/e2e/strict.py.
+t_strict() {
+  local venv=${E2E_VENV:-target/e2e/venv}
+  if [ -z "$REDBOT" ]; then echo "skip: no Python venv: $REDBOT_WHY"; return 77; fi
+  if ! "$venv/bin/python" -c 'import httptools, httplint' 2>/dev/null; then
+    timeout 300 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check httptools httplint \
+      >"$TMPD/pip-strict.log" 2>&1 || { echo "skip: pip install httptools httplint failed"; return 77; }
+  fi
+  in_ns timeout 60 "$venv/bin/python" scripts/e2e/strict.py "$SERVER_IP" "$PORT" "$FS" >"$TMPD/strict.out" 2>&1
+  local rc=$?
+  grep -v '^ok ' "$TMPD/strict.out"
+  return "$rc"
 }
 
 # t_redbot URL NAME [redbot flags]: HAR to $OUT/redbot-NAME.har; no BAD note.
@@ -662,6 +677,7 @@ if [ "${E2E_SKIP_REDBOT:-0}" != 1 ]; then
   setup_redbot
   check "redbot $BASE/ (and the page's assets): no BAD notes" t_redbot "$BASE/" home -a
   check "redbot $BASE/video/Flores.mp4: no BAD notes" t_redbot "$BASE/video/Flores.mp4" flores
+  check "strict parser (llhttp) and httplint on raw 200/206/301/304/4xx/5xx responses" t_strict
 fi
 
 echo

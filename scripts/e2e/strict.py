@@ -108,7 +108,11 @@ post = (
     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(form), form)
 )
 
+etag = parse(raw_exchange(req("GET", "/img/perro.jpg")), False).header("etag")
+
 CASES = [
+    ("304 on the current ETag", "GET", req("GET", "/img/perro.jpg", f"If-None-Match: {etag}\r\n"),
+     lambda p: p.status == 304 and p.body == b"" and p.header("etag") == etag),
     ("GET / 200", "GET", req("GET", "/"), lambda p: p.status == 200 and p.body == file_bytes("/index.html")),
     ("HEAD image 200", "HEAD", req("HEAD", "/img/car.jpeg"),
      lambda p: p.status == 200 and p.header("content-length") == str(len(file_bytes("/img/car.jpeg")))),
