@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{image_files, Chaos, Opts, Response, Sim};
+use common::{get_close, image_files, Chaos, Opts, Response, Sim};
 use smolhttpd::Config;
 use smoltcp::time::Duration;
 
@@ -21,7 +21,7 @@ fn files_stay_byte_exact_through_loss_and_corruption() {
             .collect();
         for (path, _) in &picks {
             sim.open(
-                format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+                &get_close(path),
                 // Like curl: done once Content-Length bytes are in, whether or not the
                 // server's FIN made it through.
                 Opts {
@@ -99,7 +99,7 @@ fn loss_reordering_duplication_and_corruption_lose_nothing() {
             .collect();
         for (path, _) in &picks {
             sim.open(
-                format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+                &get_close(path),
                 Opts {
                     close_after: Some(1),
                     ..Opts::default()

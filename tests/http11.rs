@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Opts, Response, Sim};
+use common::{get_close, Opts, Response, Sim};
 use smoltcp::time::Duration;
 
 const VIDEO: &str = "/video/Planeta.mp4";
@@ -221,10 +221,7 @@ fn thirty_clients_against_ten_slots_are_all_served_without_rst() {
         } else {
             "/img/car.jpeg"
         };
-        sim.open(
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-            Opts::default(),
-        );
+        sim.open(&get_close(path), Opts::default());
     }
     assert!(sim.run(Duration::from_secs(120)), "not all served");
     for (k, c) in sim.conns.iter().enumerate() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{image_files, Opts, Response, Sim};
+use common::{get_close, image_files, Opts, Response, Sim};
 use smoltcp::time::Duration;
 
 #[test]
@@ -64,10 +64,7 @@ fn ten_clients_at_once_all_succeed() {
     let files = image_files();
     let picks: Vec<_> = files.iter().cycle().take(10).collect();
     for (path, _) in &picks {
-        sim.open(
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-            Opts::default(),
-        );
+        sim.open(&get_close(path), Opts::default());
     }
     assert!(sim.run(Duration::from_secs(60)));
     for (c, (path, bytes)) in sim.conns.iter().zip(&picks) {

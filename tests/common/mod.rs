@@ -491,9 +491,7 @@ impl<const N: usize> Sim<N> {
 
     /// `GET path` with `Connection: close`, parsed.
     pub fn get(&mut self, path: &str) -> Response {
-        let raw = self.exchange(
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-        );
+        let raw = self.exchange(&get_close(path));
         Response::parse(&raw).unwrap_or_else(|| panic!("unparsable response to {path}: {raw:?}"))
     }
 
@@ -527,6 +525,11 @@ impl<const N: usize> Sim<N> {
             .filter(|s| **s == smolhttpd::server::State::Listen)
             .count()
     }
+}
+
+/// The bytes of `GET path` over HTTP/1.1 with `Connection: close`.
+pub fn get_close(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
 /// A response parsed with httparse.
