@@ -295,9 +295,9 @@ impl<'a, const N: usize> Server<'a, N> {
             config: &self.config,
             stats: &mut self.stats,
             chat: &mut self.chat,
-            // Someone was held off lately and no slot is free for their retry: only then do
-            // connections make room. A free slot will take the retry, so nobody is pushed out.
-            // connections make room, one at a time (none while one is still closing).
+            // Someone was held off lately and no slot is free for their retry: only then does a
+            // connection make room, one at a time (none while one is still closing). A free
+            // slot will take the retry, so then nobody is pushed out.
             crowded: self.crowded_until.is_some_and(|t| now < t)
                 && !self.slots.iter().any(|s| {
                     matches!(s.state, State::Close { .. })
