@@ -20,7 +20,10 @@
 #                random.Random(7): the same bytes on every machine)
 # smolhttpd is built with that folder as its image (SMOLHTTPD_FS_IMAGE) into its own target dir
 # (target/bench/cargo-image), and with the default image into target/bench/cargo-default for the
-# RSS target, so the normal target/ build is not touched.
+# RSS target, so the normal target/ build is not touched. The RSS target is also measured on a
+# static musl build with the default image (scripts/build-static.sh, into target/bench/cargo-static;
+# it installs the musl target and musl-tools when missing): no libc.so/ld.so pages. When that
+# build cannot be made, its row is "-" and the target is checked on the glibc build.
 #
 # Per server: wrk -t2 -c10 -dD --latency on the 1 KB file with keep-alive and with
 # `Connection: close`, on the 100 KB file with keep-alive (plus requests per connection: wrk's
@@ -47,8 +50,8 @@
 # Env: BENCH_OUT        output folder (default target/bench)
 #      BENCH_WAIT_QUIET  wait up to this many seconds for the CPUs to be under 10% busy before
 #                        measuring (other work on the machine skews every figure); default 0
-#      SMOLHTTPD_BENCH_BIN, SMOLHTTPD_DEFAULT_BIN  use these binaries (bench image, default
-#                        image) instead of building them
+#      SMOLHTTPD_BENCH_BIN, SMOLHTTPD_DEFAULT_BIN, SMOLHTTPD_STATIC_BIN  use these binaries
+#                        (bench image, default image, default image static) instead of building them
 #      RUST_LOG          for smolhttpd; default warn: no line per request (nginx: access_log off)
 # shellcheck disable=SC2317  # cleanup runs from the trap
 set -uo pipefail
@@ -176,6 +179,21 @@ build() { # build TARGET_DIR IMAGE_OR_EMPTY -> prints the binary path
 if [ -n "${SMOLHTTPD_BENCH_BIN:-}" ]; then BIN=$SMOLHTTPD_BENCH_BIN; else BIN=$(build "$OUT/cargo-image" "$IMG") || exit 2; fi
 if [ -n "${SMOLHTTPD_DEFAULT_BIN:-}" ]; then BIN_DEF=$SMOLHTTPD_DEFAULT_BIN; else BIN_DEF=$(build "$OUT/cargo-default" "") || exit 2; fi
 { [ -x "$BIN" ] && [ -x "$BIN_DEF" ]; } || die "smolhttpd binaries missing: $BIN $BIN_DEF"
+# The static (musl) build with the default image is optional: without it the row says "-".
+build_static() { # -> prints the binary path
+  local cargo log=$LOGD/build-cargo-static.log dir=$OUT/cargo-static
+  cargo=$(find_cargo) || { echo "cargo not found" >"$log"; return 1; }
+  say "scripts/build-static.sh (CARGO_TARGET_DIR=${dir#"$ROOT/"})"
+  env -u SMOLHTTPD_FS_IMAGE PATH="$(dirname "$cargo"):$PATH" CARGO_TARGET_DIR="$dir" \
+    timeout 1200 scripts/build-static.sh 2>"$log"
+}
+if [ -n "${SMOLHTTPD_STATIC_BIN:-}" ]; then BIN_STATIC=$SMOLHTTPD_STATIC_BIN
+elif ! BIN_STATIC=$(build_static); then
+  BIN_STATIC=
+  tail -n 5 "$LOGD/build-cargo-static.log" >&2
+  note "no static (musl) build: $(tail -n 1 "$LOGD/build-cargo-static.log") (log: ${LOGD#"$ROOT/"}/build-cargo-static.log); the RSS target is checked on the glibc build"
+fi
+[ -z "$BIN_STATIC" ] || [ -x "$BIN_STATIC" ] || die "SMOLHTTPD_STATIC_BIN=$BIN_STATIC is not an executable file"
 
 # ------------------------------------------------------------------ namespaces
 
@@ -457,26 +475,39 @@ if start_smol smol-1500 "$BIN"; then measure smolhttpd "$NS_T" "$SMOL_PID"; stop
 if start_nginx; then measure nginx "$NS_C" "$NGINX_PID"; stop_nginx; fi
 if start_python; then measure python "$NS_C" "$PY_PID"; stop_python; fi
 
-# --- RSS with the default image and configuration: every file of fs_image once, then 1 KB load.
-if start_smol smol-default "$BIN_DEF"; then
-  V["rss_default_start:smolhttpd"]=$(sum_status VmRSS "$SMOL_PID")
-  say "smolhttpd (default image): GET every file of fs_image, then wrk on /"
+# rss_libs PID: resident kB of the process's libc.so and ld.so mappings (/proc/PID/smaps).
+rss_libs() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / {lib = ($6 ~ /\/(libc\.so|libc-[0-9.]+\.so|ld-linux[^\/]*\.so)[^\/]*$/)}
+       lib && $1 == "Rss:" {s += $2} END {print s + 0}' "/proc/$1/smaps" 2>/dev/null
+}
+
+# rss_default KEY LOGNAME BINARY: RSS with the default image and configuration: every file of
+# fs_image once, then 1 KB load; V[KEY:smolhttpd] (VmRSS), KEY_anon, KEY_file, KEY_libc, KEY_start.
+rss_default() {
+  local key=$1 name=$2 bin=$3 srv=smolhttpd-${2#smol-} f rel code
+  start_smol "$name" "$bin" || return 1
+  V["${key}_start:smolhttpd"]=$(sum_status VmRSS "$SMOL_PID")
+  say "$srv: GET every file of fs_image, then wrk on /"
   while IFS= read -r -d '' f; do
     rel=${f#fs_image}
     code=$(ns_curl "$NS_T" -o "$TMPD/dl" -w '%{http_code}' "$BASE$rel")
-    if [ "$code" != 200 ] || ! cmp -s "$TMPD/dl" "$f"; then fail "default image: GET $rel: status ${code:-none} or wrong bytes"; fi
+    if [ "$code" != 200 ] || ! cmp -s "$TMPD/dl" "$f"; then fail "$srv: GET $rel: status ${code:-none} or wrong bytes"; fi
   done < <(find fs_image -type f -print0 | sort -z)
   rm -f "$TMPD/dl"
-  wrk_run smolhttpd-default "$NS_T" "$SMOL_PID" default "$BASE/"
-  if alive smolhttpd-default "$SMOL_PID"; then
+  wrk_run "$srv" "$NS_T" "$SMOL_PID" "${name#smol-}" "$BASE/"
+  if alive "$srv" "$SMOL_PID"; then
     sleep 1
-    V["rss_default:smolhttpd"]=$(sum_status VmRSS "$SMOL_PID")
-    V["rss_default_anon:smolhttpd"]=$(sum_status RssAnon "$SMOL_PID")
-    V["rss_default_file:smolhttpd"]=$(sum_status RssFile "$SMOL_PID")
-    say "smolhttpd (default image): RSS ${V["rss_default:smolhttpd"]} kB (anon ${V["rss_default_anon:smolhttpd"]} kB)"
+    V["$key:smolhttpd"]=$(sum_status VmRSS "$SMOL_PID")
+    V["${key}_anon:smolhttpd"]=$(sum_status RssAnon "$SMOL_PID")
+    V["${key}_file:smolhttpd"]=$(sum_status RssFile "$SMOL_PID")
+    V["${key}_libc:smolhttpd"]=$(rss_libs "$SMOL_PID")
+    say "$srv: RSS ${V["$key:smolhttpd"]} kB (anon ${V["${key}_anon:smolhttpd"]} kB, libc.so+ld.so ${V["${key}_libc:smolhttpd"]} kB)"
   fi
   stop_smol
-fi
+}
+# --- RSS with the default image and configuration: the glibc build, then the static one.
+rss_default rss_default smol-default "$BIN_DEF"
+[ -n "$BIN_STATIC" ] && rss_default rss_static smol-static "$BIN_STATIC"
 
 # --- jumbo frames: the 10 MB download, smolhttpd then nginx, per MTU.
 jumbo() { # jumbo KEY MTU [SMOLHTTPD BUFFER ARGS...]
@@ -516,6 +547,7 @@ ROWS=(
   "rss_anon|  of which anonymous (RssAnon)|MiB|1"
   "idle_cpu|idle CPU, ${IDLE} s after load|%|3"
   "rss_default|RSS, default image and config|MiB|2"
+  "rss_static|RSS, default image, static (musl)|MiB|2"
 )
 
 val() { # val KEY SERVER: the value in its display unit (kB -> MiB), or empty
@@ -572,7 +604,8 @@ CSV=$OUT/results.csv
   echo "+buf: smolhttpd --tx-buffer 1048576 --rx-buffer 65536 (nginx keeps the kernel's autotuned buffers)."
   echo "RSS: nginx is master + 2 workers summed; smolhttpd's VmRSS includes the image pages it has served"
   echo "(the bench image holds the 10 MB file); the RSS target is checked on the default image and config"
-  echo "after GETting every file of fs_image once and ${DUR} s of wrk on /."
+  echo "after GETting every file of fs_image once and ${DUR} s of wrk on /; static (musl): the same"
+  echo "on a statically linked build (scripts/build-static.sh), which maps no libc.so or ld.so."
   echo
   echo "targets (issue 7):"
   target() { # target NAME OK(1/0/empty) DETAIL
@@ -593,9 +626,15 @@ CSV=$OUT/results.csv
   target "10 MB at MTU 1500 >= 350 MB/s" "$(cmp_ge "$s" 350)" "$(fmt "$s" 0) MB/s"
   s=$(val m10_65000b smolhttpd); n=$(val m10_65000b nginx)
   target "10 MB at MTU 65000, +buf >= nginx" "$(cmp_ge "$s" "$n")" "$(ratio "$s" "$n") ($(fmt "$s" 0) vs $(fmt "$n" 0) MB/s)"
-  s=${V["rss_default:smolhttpd"]:-}
-  target "RSS < 4 MiB, default image and config" "$([ -n "$s" ] && { [ "$s" -lt 4096 ] && echo 1 || echo 0; })" \
-    "$([ -n "$s" ] && echo "$s kB VmRSS (anon ${V["rss_default_anon:smolhttpd"]:-?}, file ${V["rss_default_file:smolhttpd"]:-?} kB; ${V["rss_default_start:smolhttpd"]:-?} kB at start)")"
+  s=${V["rss_default:smolhttpd"]:-}; st=${V["rss_static:smolhttpd"]:-}
+  glibc=; [ -n "$s" ] && glibc="$s kB (libc.so+ld.so $(awk -v k="${V["rss_default_libc:smolhttpd"]:-0}" 'BEGIN {printf "%.1f", k / 1024}') MB of it)"
+  if [ -n "$st" ]; then
+    target "RSS < 4 MiB, default image and config" "$([ "$st" -lt 4096 ] && echo 1 || echo 0)" \
+      "static musl $st kB (anon ${V["rss_static_anon:smolhttpd"]:-?}); glibc build ${glibc:--}"
+  else
+    target "RSS < 4 MiB, default image and config" "$([ -n "$s" ] && { [ "$s" -lt 4096 ] && echo 1 || echo 0; })" \
+      "$([ -n "$s" ] && echo "$s kB VmRSS (anon ${V["rss_default_anon:smolhttpd"]:-?}, file ${V["rss_default_file:smolhttpd"]:-?} kB; ${V["rss_default_start:smolhttpd"]:-?} kB at start)")"
+  fi
   if ((${#NOTES[@]})); then
     echo
     echo "notes:"
