@@ -20,15 +20,7 @@ fn files_stay_byte_exact_through_loss_and_corruption() {
             .map(|k| &files[(seed as usize * 3 + k) % files.len()])
             .collect();
         for (path, _) in &picks {
-            sim.open(
-                &get_close(path),
-                // Like curl: done once Content-Length bytes are in, whether or not the
-                // server's FIN made it through.
-                Opts {
-                    close_after: Some(1),
-                    ..Opts::default()
-                },
-            );
+            sim.open(&get_close(path), Opts::like_curl());
         }
         let start = sim.now;
         let done = sim.run(Duration::from_secs(600));
@@ -98,22 +90,13 @@ fn loss_reordering_duplication_and_corruption_lose_nothing() {
             .map(|k| small[(seed as usize * 3 + k) % small.len()])
             .collect();
         for (path, _) in &picks {
-            sim.open(
-                &get_close(path),
-                Opts {
-                    close_after: Some(1),
-                    ..Opts::default()
-                },
-            );
+            sim.open(&get_close(path), Opts::like_curl());
         }
         // Three chat posts at the same time as the downloads.
         for k in 0..3 {
             sim.open(
                 &post_request("s", &format!("seed{seed}post{k}")),
-                Opts {
-                    close_after: Some(1),
-                    ..Opts::default()
-                },
+                Opts::like_curl(),
             );
         }
         let start = sim.now;

@@ -204,6 +204,17 @@ pub struct Opts {
     pub close_after: Option<usize>,
 }
 
+impl Opts {
+    /// Like curl: done once one complete response is in (by Content-Length), whether or not
+    /// the server's FIN made it through.
+    pub fn like_curl() -> Opts {
+        Opts {
+            close_after: Some(1),
+            ..Opts::default()
+        }
+    }
+}
+
 /// The simulated network: a server with `N` slots and a client interface.
 pub struct Sim<const N: usize = { smolhttpd::SLOTS }> {
     pub now: Instant,
