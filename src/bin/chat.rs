@@ -27,8 +27,15 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-/// Connect, read and write timeout of each request.
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// Connect timeout of each request.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read and write timeout of each request: longer than the server's 10 s send deadline, so on
+/// a lossy link the server gives up first (with a reset) rather than the client mid-reply.
+const IO_TIMEOUT: Duration = Duration::from_secs(15);
+/// Times a post is sent when the server provably did not take it (see `post`).
+const POST_ATTEMPTS: u32 = 3;
+/// Pause before the second attempt of a post; doubled for each further one.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// How often new messages are asked for.
 const POLL: Duration = Duration::from_secs(1);
 /// Longest wait between retries while the server cannot be reached.
@@ -309,11 +316,28 @@ fn fetch(server: &Server, since: u64) -> Result<Batch, String> {
 }
 
 /// `POST /chat`; the id of the new message (0 if the server did not say).
+///
+/// A post is sent again (up to `POST_ATTEMPTS` times) only when the server cannot have kept it:
+/// the connection was never made (timed out), it was closed without a single byte of reply
+/// (smolhttpd answers every complete request before it closes), or the reply is 408 (RFC 9110
+/// 15.5.9: the request was not received whole; the client may repeat it). Anything else, a
+/// read timeout or a reset after the request went out included, is reported and not repeated,
+/// so a message is never posted twice.
 fn post(server: &Server, name: &str, text: &str) -> Result<u64, String> {
     let form = form_encode(&[("name", name), ("text", text)]);
-    let resp = server
-        .request("POST", "/chat", Some(&form))
-        .map_err(|e| e.to_string())?;
+    let mut attempt = 1;
+    let resp = loop {
+        let result = server.request("POST", "/chat", Some(&form));
+        let unapplied = match &result {
+            Ok(resp) => resp.status == 408,
+            Err(e) => e.not_received(),
+        };
+        if !unapplied || attempt == POST_ATTEMPTS {
+            break result.map_err(|e| e.to_string())?;
+        }
+        thread::sleep(RETRY_PAUSE * 2u32.pow(attempt - 1));
+        attempt += 1;
+    };
     match resp.status {
         200 | 201 => Ok(std::str::from_utf8(&resp.body)
             .ok()
@@ -747,8 +771,23 @@ enum NetError {
     Connect(String, String),
     /// The connection failed after it was made.
     Io(String),
+    /// The server closed the connection without a single byte of reply.
+    Unanswered,
     /// The server's reply is not HTTP as expected.
     Protocol(String),
+}
+
+impl NetError {
+    /// True when the server cannot have acted on the request: no connection was made in
+    /// time, or it was closed before any reply (a refused connection is final: nobody
+    /// listens).
+    fn not_received(&self) -> bool {
+        match self {
+            NetError::Connect(_, why) => why == "timed out",
+            NetError::Unanswered => true,
+            NetError::Io(_) | NetError::Protocol(_) => false,
+        }
+    }
 }
 
 impl fmt::Display for NetError {
@@ -756,6 +795,12 @@ impl fmt::Display for NetError {
         match self {
             NetError::Connect(addr, why) => write!(f, "cannot connect to {addr}: {why} ({HINT})"),
             NetError::Io(why) => write!(f, "connection to the server failed: {why}"),
+            NetError::Unanswered => {
+                write!(
+                    f,
+                    "bad reply from the server: connection closed without a reply"
+                )
+            }
             NetError::Protocol(why) => write!(f, "bad reply from the server: {why}"),
         }
     }
@@ -793,7 +838,7 @@ impl Server {
             .map_err(|e| fail(io_reason(&e)))?;
         let mut last = fail("no address found".to_string());
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, TIMEOUT) {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
                 Ok(stream) => return Ok(stream),
                 Err(e) => last = fail(io_reason(&e)),
             }
@@ -806,8 +851,8 @@ impl Server {
     fn request(&self, method: &str, path: &str, form: Option<&str>) -> Result<Response, NetError> {
         let mut stream = self.connect()?;
         let io = |e: io::Error| NetError::Io(io_reason(&e));
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-        stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         let _ = stream.set_nodelay(true);
         let request = build_request(method, &self.authority(), path, form);
         stream.write_all(request.as_bytes()).map_err(io)?;
@@ -884,11 +929,11 @@ fn read_response(mut r: impl Read) -> Result<Response, NetError> {
             return Err(NetError::Protocol("head too long".to_string()));
         }
         if read_some(&mut r, &mut buf)? == 0 {
-            return Err(NetError::Protocol(if buf.is_empty() {
-                "connection closed without a reply".to_string()
+            return Err(if buf.is_empty() {
+                NetError::Unanswered
             } else {
-                "connection closed in the middle of the head".to_string()
-            }));
+                NetError::Protocol("connection closed in the middle of the head".to_string())
+            });
         }
     };
     let mut body = buf.split_off(head.len);
@@ -1260,54 +1305,149 @@ mod tests {
         assert_eq!(f.lines_for(&batch), vec!["c: v"]);
     }
 
-    /// A real exchange over loopback with a one-shot server thread.
-    #[test]
-    fn post_and_fetch_over_tcp() {
+    /// Reads one whole request (head and Content-Length body) from `s`.
+    fn read_request(s: &mut TcpStream) -> String {
+        let mut req = Vec::new();
+        loop {
+            assert!(read_some(s, &mut req).unwrap() > 0, "client closed early");
+            let mut h = [httparse::EMPTY_HEADER; 16];
+            let mut r = httparse::Request::new(&mut h);
+            if let httparse::Status::Complete(n) = r.parse(&req).unwrap() {
+                let len = r
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |h| {
+                        std::str::from_utf8(h.value).unwrap().parse().unwrap()
+                    });
+                if req.len() >= n + len {
+                    return String::from_utf8(req).unwrap();
+                }
+            }
+        }
+    }
+
+    /// A loopback server answering one connection per entry of `replies` (`None`: read the
+    /// request, then close without a byte of reply), then waiting `linger` for one more
+    /// connection that should not come. Returns the server and a handle to the requests it
+    /// saw and whether the unwanted extra connection came.
+    fn scripted(
+        replies: Vec<Option<String>>,
+        linger: Duration,
+    ) -> (Server, thread::JoinHandle<(Vec<String>, bool)>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server_thread = thread::spawn(move || {
+        let handle = thread::spawn(move || {
             let mut seen = Vec::new();
-            let json = r#"{"next":7,"messages":[{"id":7,"name":"a b","text":"1+1"}]}"#;
-            for reply in [
-                "HTTP/1.1 201 Created\r\nLocation: /chat?since=7\r\nContent-Length: 8\r\n\r\n{\"id\":7}"
-                    .to_string(),
-                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{json}", json.len()),
-            ] {
+            for reply in replies {
                 let (mut s, _) = listener.accept().unwrap();
-                let mut req = Vec::new();
-                loop {
-                    read_some(&mut s, &mut req).unwrap();
-                    let mut h = [httparse::EMPTY_HEADER; 16];
-                    let mut r = httparse::Request::new(&mut h);
-                    if let httparse::Status::Complete(n) = r.parse(&req).unwrap() {
-                        let len = r
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                            .map_or(0, |h| std::str::from_utf8(h.value).unwrap().parse().unwrap());
-                        if req.len() >= n + len {
-                            break;
-                        }
-                    }
+                seen.push(read_request(&mut s));
+                if let Some(reply) = reply {
+                    s.write_all(reply.as_bytes()).unwrap();
                 }
-                seen.push(String::from_utf8(req).unwrap());
-                s.write_all(reply.as_bytes()).unwrap();
             }
-            seen
+            listener.set_nonblocking(true).unwrap();
+            let end = Instant::now() + linger;
+            let mut extra = false;
+            while Instant::now() < end && !extra {
+                extra = listener.accept().is_ok();
+                thread::sleep(Duration::from_millis(20));
+            }
+            (seen, extra)
         });
         let server = Server {
             host: "127.0.0.1".into(),
             port,
         };
+        (server, handle)
+    }
+
+    const CREATED: &str =
+        "HTTP/1.1 201 Created\r\nLocation: /chat?since=7\r\nContent-Length: 8\r\n\r\n{\"id\":7}";
+
+    /// A real exchange over loopback with a scripted server thread.
+    #[test]
+    fn post_and_fetch_over_tcp() {
+        let json = r#"{"next":7,"messages":[{"id":7,"name":"a b","text":"1+1"}]}"#;
+        let (server, handle) = scripted(
+            vec![
+                Some(CREATED.to_string()),
+                Some(format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{json}",
+                    json.len()
+                )),
+            ],
+            Duration::ZERO,
+        );
         assert_eq!(post(&server, "a b", "1+1"), Ok(7));
         let batch = fetch(&server, 6).unwrap();
         assert_eq!(batch.messages, vec![msg(7, "a b", "1+1")]);
-        let seen = server_thread.join().unwrap();
+        let (seen, _) = handle.join().unwrap();
         assert!(
             seen[0].ends_with("\r\n\r\nname=a+b&text=1%2B1"),
             "{}",
             seen[0]
         );
         assert!(seen[1].starts_with("GET /chat?since=6 HTTP/1.1\r\n"));
+    }
+
+    /// A post the server provably did not take (closed with no reply, or 408) is sent again,
+    /// the same bytes each time, until it is answered.
+    #[test]
+    fn an_unanswered_post_is_sent_again() {
+        let timeout =
+            "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        let (server, handle) = scripted(
+            vec![None, Some(timeout.to_string()), Some(CREATED.to_string())],
+            Duration::from_millis(300),
+        );
+        assert_eq!(post(&server, "ana", "hola"), Ok(7));
+        let (seen, extra) = handle.join().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|r| r == &seen[0]), "{seen:?}");
+        assert!(seen[0].ends_with("name=ana&text=hola"), "{}", seen[0]);
+        assert!(!extra, "posted a fourth time after a 201");
+    }
+
+    /// Never more than POST_ATTEMPTS sends, and then the error is the last one seen.
+    #[test]
+    fn an_unanswered_post_gives_up_after_its_attempts() {
+        let (server, handle) = scripted(
+            vec![None; POST_ATTEMPTS as usize],
+            Duration::from_millis(1200),
+        );
+        assert_eq!(
+            post(&server, "ana", "hola"),
+            Err("bad reply from the server: connection closed without a reply".to_string())
+        );
+        let (seen, extra) = handle.join().unwrap();
+        assert_eq!(seen.len(), POST_ATTEMPTS as usize);
+        assert!(!extra, "more than {POST_ATTEMPTS} attempts");
+    }
+
+    /// A reply that may mean the message was kept is final: no second post.
+    #[test]
+    fn a_post_that_may_have_been_kept_is_not_repeated() {
+        for (reply, want) in [
+            (
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+                "server replied 500 Internal Server Error",
+            ),
+            (
+                "HTTP/1.1 201 Cre",
+                "bad reply from the server: connection closed in the middle of the head",
+            ),
+            (
+                "HTTP/1.1 201 Created\r\nContent-Length: 8\r\n\r\n{\"id",
+                "bad reply from the server: connection closed after 4 of 8 body bytes",
+            ),
+        ] {
+            let (server, handle) =
+                scripted(vec![Some(reply.to_string())], Duration::from_millis(600));
+            assert_eq!(post(&server, "ana", "hola"), Err(want.to_string()));
+            let (seen, extra) = handle.join().unwrap();
+            assert_eq!(seen.len(), 1);
+            assert!(!extra, "{reply:?} was followed by a second post");
+        }
     }
 }
