@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target in fuzz/ for SECONDS each (default 60) and prints how many
-# inputs each executed. cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the machine's
-# stable toolchain accept them. Exits non-zero on the first crash (the input is kept under
+# fuzz.sh [SECONDS [TARGET...]]: runs the cargo-fuzz targets in fuzz/ (default: all of them,
+# head range chat server) for SECONDS each (default 60) and prints how many inputs each
+# executed. Two invocations with different targets may run side by side (one per core).
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the machine's stable toolchain
+# accept them. Exits non-zero on the first crash (the input is kept under
 # fuzz/artifacts/TARGET/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+shift $(($# > 0 ? 1 : 0))
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(head range chat server)
+case $seconds in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;; esac
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 cd fuzz
 cargo fuzz build -O >/dev/null 2>&1 || cargo fuzz build -O
 mkdir -p ../target/fuzz
 status=0
-for target in head range chat server; do
+for target in "${targets[@]}"; do
+  [ -f "fuzz_targets/$target.rs" ] || { echo "fuzz.sh: no target '$target' in fuzz/fuzz_targets/" >&2; exit 2; }
   log=../target/fuzz/$target.log
   if cargo fuzz run -O "$target" -- -max_total_time="$seconds" -max_len=4096 \
       -detect_leaks=1 -print_final_stats=1 >"$log" 2>&1; then
