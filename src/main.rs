@@ -73,6 +73,33 @@ struct Args {
     /// Corrupt this percentage of frames in each direction (chaos testing).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     corrupt_chance: u8,
+    /// Seconds a request head may take from its first byte (then 408).
+    #[arg(long, value_name = "SECS", default_value_t = secs(DEFAULTS.head_timeout), value_parser = deadline)]
+    head_timeout: u64,
+    /// Seconds a request body may pause between reads (then 408).
+    #[arg(long, value_name = "SECS", default_value_t = secs(DEFAULTS.body_timeout), value_parser = deadline)]
+    body_timeout: u64,
+    /// Seconds an idle connection (no request yet, or between requests) is kept open.
+    #[arg(long, value_name = "SECS", default_value_t = secs(DEFAULTS.idle_timeout), value_parser = deadline)]
+    idle_timeout: u64,
+    /// Seconds a response may make no progress before it is aborted (raise these four on
+    /// lossy links: TCP's retransmission backoff is 1, 2, 4, 8 s).
+    #[arg(long, value_name = "SECS", default_value_t = secs(DEFAULTS.send_timeout), value_parser = deadline)]
+    send_timeout: u64,
+}
+
+/// The contract's deadlines, the defaults of the `--*-timeout` flags.
+const DEFAULTS: Config = Config::new();
+
+fn secs(d: Duration) -> u64 {
+    d.secs()
+}
+
+fn deadline(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=3600).contains(&n) => Ok(n),
+        _ => Err("expected whole seconds from 1 to 3600".into()),
+    }
 }
 
 fn parse_cidr(s: &str) -> Result<IpCidr, String> {
@@ -225,7 +252,12 @@ fn start<D: Device, W: WaitOn>(
     let mut storage: Vec<SocketStorage> = (0..SLOTS).map(|_| SocketStorage::EMPTY).collect();
     let mut rx = vec![0u8; SLOTS * args.rx_buffer];
     let mut tx = vec![0u8; SLOTS * args.tx_buffer];
-    let config = Config::new().port(args.port);
+    let config = Config::new()
+        .port(args.port)
+        .head_timeout(Duration::from_secs(args.head_timeout))
+        .body_timeout(Duration::from_secs(args.body_timeout))
+        .idle_timeout(Duration::from_secs(args.idle_timeout))
+        .send_timeout(Duration::from_secs(args.send_timeout));
     let mut server: Server<SLOTS> =
         Server::new(iface, &mut storage, &mut rx, &mut tx, config).map_err(|e| e.to_string())?;
 

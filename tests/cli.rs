@@ -39,6 +39,11 @@ fn bad_flag_values_are_refused_with_the_expected_form() {
         (&["--tx-buffer", "12"][..], "between 1024"),
         (&["--drop-chance", "101"][..], "101"),
         (&["--gateway", "nope"][..], "nope"),
+        (&["--send-timeout", "0"][..], "whole seconds from 1 to 3600"),
+        (
+            &["--head-timeout", "2.5"][..],
+            "whole seconds from 1 to 3600",
+        ),
     ] {
         let (code, err) = run(SERVER, args);
         assert_eq!(code, 2, "{args:?}: {err}");
