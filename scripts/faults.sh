@@ -39,7 +39,7 @@
 #   FAULTS_LOSS      drop percentage per direction (default 10)
 #   FAULTS_CORRUPT   corrupt percentage per direction in the inproc phase (default 2)
 #   FAULTS_MAX_TIME  curl --max-time per file, seconds (default 120)
-#   FAULTS_DEADLINES server flags for both phases (default "--send-timeout 30
+#   FAULTS_DEADLINES server flags for both phases (default "--send-timeout 60
 #                    --idle-timeout 15 --head-timeout 15 --body-timeout 15"; "" for the defaults)
 #   FAULTS_CLIENTS, FAULTS_PER_CLIENT  chat clients and posts per client (default 4, 5)
 #   MTU, HOST_CIDR   passed to tap-up.sh
@@ -58,7 +58,7 @@ PHASES=${FAULTS_PHASES:-nft inproc}
 LOSS=${FAULTS_LOSS:-10}
 CORRUPT=${FAULTS_CORRUPT:-2}
 MAX_TIME=${FAULTS_MAX_TIME:-120}
-read -r -a DEADLINES <<<"${FAULTS_DEADLINES---send-timeout 30 --idle-timeout 15 --head-timeout 15 --body-timeout 15}"
+read -r -a DEADLINES <<<"${FAULTS_DEADLINES---send-timeout 60 --idle-timeout 15 --head-timeout 15 --body-timeout 15}"
 CLIENTS=${FAULTS_CLIENTS:-4}
 PER_CLIENT=${FAULTS_PER_CLIENT:-5}
 TIMINGS=()

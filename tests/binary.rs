@@ -1,0 +1,344 @@
+//! The real `smolhttpd` binary, no root and no tap: it listens for QEMU's `-netdev stream` on a
+//! unix socket, and this test plays the guest. A smoltcp client interface sends its Ethernet
+//! frames over that socket (a 4-byte big-endian length, then the frame, as QEMU does), so what
+//! is checked is what a guest sees: ARP, TCP, HTTP bytes, and the deadline flags in wall time.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_smolhttpd");
+const SERVER_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 1);
+const GUEST_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 2);
+const MTU: usize = 1500;
+/// Every wait of this test ends by this much wall time.
+const LIMIT: StdDuration = StdDuration::from_secs(20);
+
+/// The guest's side of QEMU's stream netdev.
+struct Stream {
+    sock: UnixStream,
+    /// Bytes read and not yet cut into frames.
+    inbox: Vec<u8>,
+    frames: VecDeque<Vec<u8>>,
+}
+
+impl Stream {
+    /// Reads what the socket has and cuts whole frames out of it.
+    fn pump(&mut self) {
+        let mut chunk = [0u8; 65536];
+        loop {
+            match self.sock.read(&mut chunk) {
+                Ok(0) => panic!("smolhttpd closed the stream"),
+                Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("stream read: {e}"),
+            }
+        }
+        while self.inbox.len() >= 4 {
+            let len = u32::from_be_bytes(self.inbox[..4].try_into().unwrap()) as usize;
+            if self.inbox.len() < 4 + len {
+                break;
+            }
+            self.frames.push_back(self.inbox[4..4 + len].to_vec());
+            self.inbox.drain(..4 + len);
+        }
+    }
+}
+
+struct Rx(Vec<u8>);
+struct Tx<'a>(&'a mut UnixStream);
+
+impl phy::RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut framed = vec![0u8; 4 + len];
+        framed[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        let r = f(&mut framed[4..]);
+        self.0.set_nonblocking(false).unwrap();
+        self.0.write_all(&framed).expect("stream write");
+        self.0.set_nonblocking(true).unwrap();
+        r
+    }
+}
+
+impl Device for Stream {
+    type RxToken<'a> = Rx;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
+        let frame = self.frames.pop_front()?;
+        Some((Rx(frame), Tx(&mut self.sock)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
+        Some(Tx(&mut self.sock))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = MTU + 14;
+        caps
+    }
+}
+
+/// The server process, killed (by its own PID) and its socket folder removed when dropped.
+struct Running {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A guest connected to a freshly started `smolhttpd --qemu-stream SOCKET FLAGS...`.
+struct Guest {
+    _server: Running,
+    dev: Stream,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    next_port: u16,
+}
+
+impl Guest {
+    fn start(name: &str, flags: &[&str]) -> Guest {
+        let dir =
+            std::env::temp_dir().join(format!("smolhttpd-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("qemu.sock");
+        let child = Command::new(SERVER)
+            .arg("--qemu-stream")
+            .arg(&path)
+            .args(flags)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start smolhttpd");
+        let server = Running { child, dir };
+        let sock = connect_when_listening(&path);
+        sock.set_nonblocking(true).unwrap();
+        let mut dev = Stream {
+            sock,
+            inbox: Vec::new(),
+            frames: VecDeque::new(),
+        };
+        let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress([
+            2, 0, 0, 0, 0, 2,
+        ])));
+        cfg.random_seed = u64::from(std::process::id());
+        let mut iface = Interface::new(cfg, &mut dev, Instant::now());
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::Ipv4(GUEST_IP), 24)).unwrap();
+        });
+        Guest {
+            _server: server,
+            dev,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            next_port: 49152,
+        }
+    }
+
+    fn connect(&mut self) -> SocketHandle {
+        let socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 65536]),
+            tcp::SocketBuffer::new(vec![0; 8192]),
+        );
+        let handle = self.sockets.add(socket);
+        self.next_port += 1;
+        self.sockets
+            .get_mut::<tcp::Socket>(handle)
+            .connect(
+                self.iface.context(),
+                (IpAddress::Ipv4(SERVER_IP), 80),
+                self.next_port,
+            )
+            .unwrap();
+        handle
+    }
+
+    /// Runs the stack until `done` holds for the socket, or panics after LIMIT.
+    fn until(
+        &mut self,
+        h: SocketHandle,
+        what: &str,
+        mut done: impl FnMut(&mut tcp::Socket) -> bool,
+    ) {
+        let end = StdInstant::now() + LIMIT;
+        loop {
+            self.dev.pump();
+            self.iface
+                .poll(Instant::now(), &mut self.dev, &mut self.sockets);
+            if done(self.sockets.get_mut::<tcp::Socket>(h)) {
+                return;
+            }
+            assert!(StdInstant::now() < end, "no {what} within {LIMIT:?}");
+            std::thread::sleep(StdDuration::from_millis(2));
+        }
+    }
+
+    /// Sends `request` on a new connection and returns every byte until the server closes.
+    fn exchange(&mut self, request: &[u8]) -> Vec<u8> {
+        let h = self.connect();
+        self.until(h, "connection", |s| s.may_send());
+        self.sockets
+            .get_mut::<tcp::Socket>(h)
+            .send_slice(request)
+            .unwrap();
+        let mut got = Vec::new();
+        self.until(h, "end of the response", |s| {
+            while s.can_recv() {
+                s.recv(|d| {
+                    got.extend_from_slice(d);
+                    (d.len(), ())
+                })
+                .unwrap();
+            }
+            !s.may_recv() && s.state() != tcp::State::SynSent
+        });
+        self.sockets.get_mut::<tcp::Socket>(h).close();
+        got
+    }
+}
+
+fn connect_when_listening(path: &Path) -> UnixStream {
+    let end = StdInstant::now() + LIMIT;
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return s,
+            Err(e) => assert!(StdInstant::now() < end, "smolhttpd never listened: {e}"),
+        }
+        std::thread::sleep(StdDuration::from_millis(20));
+    }
+}
+
+fn fs_file(rel: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fs_image")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+/// Status, headers and body, parsed with httparse.
+fn parse(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut h = [httparse::EMPTY_HEADER; 32];
+    let mut r = httparse::Response::new(&mut h);
+    let n = match r.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!(
+            "not a whole response head ({other:?}): {:?}",
+            String::from_utf8_lossy(raw)
+        ),
+    };
+    let headers = r
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    (r.code.unwrap(), headers, raw[n..].to_vec())
+}
+
+#[test]
+fn a_guest_on_the_qemu_stream_gets_files_byte_exact() {
+    let mut guest = Guest::start("files", &[]);
+    for (path, file) in [
+        ("/", "index.html"),
+        ("/video/Flores.mp4", "video/Flores.mp4"),
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 192.168.69.1\r\nConnection: close\r\n\r\n");
+        let (status, headers, body) = parse(&guest.exchange(req.as_bytes()));
+        assert_eq!(status, 200, "{path}");
+        let want = fs_file(file);
+        let len = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.clone());
+        assert_eq!(len, Some(want.len().to_string()), "{path}");
+        assert!(
+            body == want,
+            "{path}: {} bytes differ from fs_image/{file}",
+            body.len()
+        );
+    }
+    let (status, _, _) =
+        parse(&guest.exchange(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    assert_eq!(status, 404);
+}
+
+/// A connection that never sends a request is closed at `--idle-timeout`, and a head that
+/// never ends gets 408 at `--head-timeout`: the flags reach the server's deadlines.
+#[test]
+fn the_deadline_flags_set_the_deadlines() {
+    let mut guest = Guest::start("deadlines", &["--idle-timeout", "1", "--head-timeout", "2"]);
+
+    let h = guest.connect();
+    guest.until(h, "connection", |s| s.may_send());
+    let t0 = StdInstant::now();
+    guest.until(h, "close of the idle connection", |s| !s.may_recv());
+    let idle = t0.elapsed();
+    assert!(
+        idle >= StdDuration::from_millis(900) && idle < StdDuration::from_millis(2500),
+        "idle connection closed after {idle:?}, want about 1 s"
+    );
+    assert_eq!(
+        guest.sockets.get::<tcp::Socket>(h).recv_queue(),
+        0,
+        "the idle close sent bytes"
+    );
+
+    let h = guest.connect();
+    guest.until(h, "connection", |s| s.may_send());
+    guest
+        .sockets
+        .get_mut::<tcp::Socket>(h)
+        .send_slice(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let t0 = StdInstant::now();
+    let mut got = Vec::new();
+    guest.until(h, "408", |s| {
+        while s.can_recv() {
+            s.recv(|d| {
+                got.extend_from_slice(d);
+                (d.len(), ())
+            })
+            .unwrap();
+        }
+        !s.may_recv()
+    });
+    let cut = t0.elapsed();
+    let (status, _, _) = parse(&got);
+    assert_eq!(status, 408);
+    assert!(
+        cut >= StdDuration::from_millis(1900) && cut < StdDuration::from_millis(3500),
+        "408 after {cut:?}, want about 2 s"
+    );
+}
