@@ -74,10 +74,11 @@ fn loss_reordering_duplication_and_corruption_lose_nothing() {
     let small: Vec<_> = files.iter().filter(|(_, b)| b.len() < 100_000).collect();
     let mut duplicated = 0;
     for seed in 1..=40u32 {
-        let drop_pct = (seed % 5 * 5) as u8; // 0, 5, 10, 15, 20 %
-                                             // Deadlines stretched past smoltcp's retransmission backoff, which at these loss
-                                             // rates can delay a request by more than the 5 s head and idle deadlines; they are
-                                             // tested on their own elsewhere. This test is about bytes.
+        // 0, 5, 10, 15, 20 %.
+        let drop_pct = (seed % 5 * 5) as u8;
+        // Deadlines stretched past smoltcp's retransmission backoff, which at these loss
+        // rates can delay a request by more than the 5 s head and idle deadlines; they are
+        // tested on their own elsewhere. This test is about bytes.
         let long = Duration::from_secs(60);
         let config = Config::new()
             .send_timeout(long)
