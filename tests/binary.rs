@@ -16,6 +16,9 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
+mod common;
+use common::{get_close, Response};
+
 const SERVER: &str = env!("CARGO_BIN_EXE_smolhttpd");
 const SERVER_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 1);
 const GUEST_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 2);
@@ -199,16 +202,22 @@ impl Guest {
         }
     }
 
-    /// Sends `request` on a new connection and returns every byte until the server closes.
-    fn exchange(&mut self, request: &[u8]) -> Vec<u8> {
+    /// Opens a connection and waits until it is established.
+    fn connected(&mut self) -> SocketHandle {
         let h = self.connect();
         self.until(h, "connection", |s| s.may_send());
-        self.sockets
-            .get_mut::<tcp::Socket>(h)
-            .send_slice(request)
-            .unwrap();
+        h
+    }
+
+    fn send(&mut self, h: SocketHandle, bytes: &[u8]) {
+        let sent = self.sockets.get_mut::<tcp::Socket>(h).send_slice(bytes);
+        assert_eq!(sent, Ok(bytes.len()));
+    }
+
+    /// Every byte received on `h` until the server closes its side.
+    fn read_to_end(&mut self, h: SocketHandle, what: &str) -> Vec<u8> {
         let mut got = Vec::new();
-        self.until(h, "end of the response", |s| {
+        self.until(h, what, |s| {
             while s.can_recv() {
                 s.recv(|d| {
                     got.extend_from_slice(d);
@@ -216,10 +225,19 @@ impl Guest {
                 })
                 .unwrap();
             }
-            !s.may_recv() && s.state() != tcp::State::SynSent
+            !s.may_recv()
         });
         self.sockets.get_mut::<tcp::Socket>(h).close();
         got
+    }
+
+    /// Sends `request` on a new connection and returns every byte until the server closes.
+    fn exchange(&mut self, request: &[u8]) -> Response {
+        let h = self.connected();
+        self.send(h, request);
+        let raw = self.read_to_end(h, "end of the response");
+        Response::parse(&raw)
+            .unwrap_or_else(|| panic!("not a whole response: {:?}", String::from_utf8_lossy(&raw)))
     }
 }
 
@@ -243,30 +261,6 @@ fn fs_file(rel: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// Status, headers and body, parsed with httparse.
-fn parse(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut h = [httparse::EMPTY_HEADER; 32];
-    let mut r = httparse::Response::new(&mut h);
-    let n = match r.parse(raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        other => panic!(
-            "not a whole response head ({other:?}): {:?}",
-            String::from_utf8_lossy(raw)
-        ),
-    };
-    let headers = r
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_ascii_lowercase(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
-    (r.code.unwrap(), headers, raw[n..].to_vec())
-}
-
 #[test]
 fn a_guest_on_the_qemu_stream_gets_files_byte_exact() {
     let mut guest = Guest::start("files", &[]);
@@ -274,24 +268,18 @@ fn a_guest_on_the_qemu_stream_gets_files_byte_exact() {
         ("/", "index.html"),
         ("/video/Flores.mp4", "video/Flores.mp4"),
     ] {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 192.168.69.1\r\nConnection: close\r\n\r\n");
-        let (status, headers, body) = parse(&guest.exchange(req.as_bytes()));
-        assert_eq!(status, 200, "{path}");
+        let r = guest.exchange(&get_close(path));
+        assert_eq!(r.status, 200, "{path}");
         let want = fs_file(file);
-        let len = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map(|(_, v)| v.clone());
-        assert_eq!(len, Some(want.len().to_string()), "{path}");
+        let len = want.len().to_string();
+        assert_eq!(r.header("content-length"), Some(len.as_str()), "{path}");
         assert!(
-            body == want,
+            r.body == want,
             "{path}: {} bytes differ from fs_image/{file}",
-            body.len()
+            r.body.len()
         );
     }
-    let (status, _, _) =
-        parse(&guest.exchange(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
-    assert_eq!(status, 404);
+    assert_eq!(guest.exchange(&get_close("/nope")).status, 404);
 }
 
 /// A connection that never sends a request is closed at `--idle-timeout`, and a head that
@@ -300,43 +288,23 @@ fn a_guest_on_the_qemu_stream_gets_files_byte_exact() {
 fn the_deadline_flags_set_the_deadlines() {
     let mut guest = Guest::start("deadlines", &["--idle-timeout", "1", "--head-timeout", "2"]);
 
-    let h = guest.connect();
-    guest.until(h, "connection", |s| s.may_send());
+    let h = guest.connected();
     let t0 = StdInstant::now();
-    guest.until(h, "close of the idle connection", |s| !s.may_recv());
+    let got = guest.read_to_end(h, "close of the idle connection");
     let idle = t0.elapsed();
     assert!(
         idle >= StdDuration::from_millis(900) && idle < StdDuration::from_millis(2500),
         "idle connection closed after {idle:?}, want about 1 s"
     );
-    assert_eq!(
-        guest.sockets.get::<tcp::Socket>(h).recv_queue(),
-        0,
-        "the idle close sent bytes"
-    );
+    assert!(got.is_empty(), "the idle close sent bytes: {got:?}");
 
-    let h = guest.connect();
-    guest.until(h, "connection", |s| s.may_send());
-    guest
-        .sockets
-        .get_mut::<tcp::Socket>(h)
-        .send_slice(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        .unwrap();
+    let h = guest.connected();
+    guest.send(h, b"GET / HTTP/1.1\r\nHost: x\r\n");
     let t0 = StdInstant::now();
-    let mut got = Vec::new();
-    guest.until(h, "408", |s| {
-        while s.can_recv() {
-            s.recv(|d| {
-                got.extend_from_slice(d);
-                (d.len(), ())
-            })
-            .unwrap();
-        }
-        !s.may_recv()
-    });
+    let got = guest.read_to_end(h, "408");
     let cut = t0.elapsed();
-    let (status, _, _) = parse(&got);
-    assert_eq!(status, 408);
+    let r = Response::parse(&got).expect("a whole response");
+    assert_eq!(r.status, 408);
     assert!(
         cut >= StdDuration::from_millis(1900) && cut < StdDuration::from_millis(3500),
         "408 after {cut:?}, want about 2 s"
