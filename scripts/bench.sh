@@ -9,8 +9,12 @@
 #   python      namespace sbench-cli-PID (wrk, curl, veth 192.168.69.100)
 #
 # So every client talks to http://192.168.69.1/ and nothing leaves the namespaces. Every load is
-# bounded in time (wrk -d, curl --max-time, `timeout` around each); nothing is pinned to a CPU
-# (server and client share the machine's cores the same way for each server).
+# bounded in time (wrk -d, curl --max-time, `timeout` around each). wrk runs unpinned (server
+# and client share the cores the same way for each server). For the 10 MB downloads, on a
+# machine with 2 or more CPUs, every server's threads are pinned to CPU 0 and curl to CPU 1
+# while they run (taskset), the same for all three servers: one TCP stream is a pipeline of two
+# processes, and when the scheduler puts both on one core smolhttpd's tap figure at MTU 1500
+# halves (seen here: ~415 MB/s on two cores, ~225 MB/s on one, unpinned runs land on either).
 #
 # The served files, the same for all three servers (generated into target/bench/image, rewritten
 # only when their bytes would change, so the bench build stays cached):
@@ -388,19 +392,30 @@ wrk_run() {
 }
 
 # curl_mbs SERVER NS PID KEY: checked warm-up download of /10m.bin, then the median MB/s of N.
+# pin SERVER_PID CPUS: every thread of the server and its children on CPUS (a taskset list).
+pin() { local p; for p in $(pid_tree "$1"); do taskset -a -p -c "$2" "$p" >/dev/null 2>&1; done; }
+ALL_CPUS=0-$(($(nproc) - 1))
+if [ "$(nproc)" -ge 2 ] && have taskset; then PIN=1; else PIN=0; fi
+
 curl_mbs() {
   local srv=$1 ns=$2 pid=$3 key=$4 f out code size speed i
   f=$LOGD/curl-$srv-$key.txt
   say "$srv: 10 MB x $CURL_RUNS ($key)"
   : >"$f"
-  code=$(ns_curl "$ns" -o "$TMPD/dl" -w '%{http_code}' "$BASE/10m.bin" 2>>"$f")
+  if [ "$PIN" = 1 ]; then
+    pin "$pid" 0
+    local CURL_PIN=(taskset -c 1)
+  else
+    local CURL_PIN=()
+  fi
+  code=$(pin_curl "$ns" -o "$TMPD/dl" -w '%{http_code}' "$BASE/10m.bin" 2>>"$f")
   if [ "$code" != 200 ] || ! cmp -s "$TMPD/dl" "$IMG/10m.bin"; then
     fail "$srv $key: warm-up download of /10m.bin: status ${code:-none}, $(stat -c %s "$TMPD/dl" 2>/dev/null || echo 0) bytes, $(cmp -s "$TMPD/dl" "$IMG/10m.bin" && echo same || echo not the same) bytes as the file"
     rm -f "$TMPD/dl"; alive "$srv" "$pid"; return 1
   fi
   rm -f "$TMPD/dl"
   for i in $(seq 1 "$CURL_RUNS"); do
-    out=$(ns_curl "$ns" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' "$BASE/10m.bin" 2>>"$f")
+    out=$(pin_curl "$ns" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' "$BASE/10m.bin" 2>>"$f")
     echo "run $i: $out" >>"$f"
     read -r code size speed <<<"$out"
     if [ "$code" != 200 ] || [ "$size" != "$SIZE_10M" ]; then
@@ -410,8 +425,11 @@ curl_mbs() {
   done
   V[$key":"$srv]=$(sort -g "$TMPD/speeds" | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1e6}')
   rm -f "$TMPD/speeds"
+  [ "$PIN" = 1 ] && pin "$pid" "$ALL_CPUS"
   alive "$srv" "$pid"
 }
+# pin_curl NS ARGS...: ns_curl (lib.sh), on CPU 1 when pinning (CURL_PIN of curl_mbs).
+pin_curl() { local ns=$1; shift; ip netns exec "$ns" "${CURL_PIN[@]}" curl -sS --noproxy '*' "${CURL_LIMITS[@]}" "$@"; }
 
 # rss_idle SERVER PID: VmRSS and RssAnon after the load, then CPU % over IDLE seconds of idle.
 rss_idle() {
@@ -585,7 +603,7 @@ CSV=$OUT/results.csv
 {
   echo "smolhttpd benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $MODE mode: wrk -t2 -c10 -d${DUR}s, median of $CURL_RUNS curl runs"
   echo "machine: $(nproc) CPUs ($CPU), Linux $(uname -r); load average at start $LOAD_START, CPUs ${BUSY_START}% busy just before;"
-  echo "other work took ~${OTHERS}% of the CPU time while measuring; nothing pinned"
+  echo "other work took ~${OTHERS}% of the CPU time while measuring; $([ "$PIN" = 1 ] && echo "10 MB downloads: server on CPU 0, curl on CPU 1; wrk unpinned" || echo "nothing pinned")"
   echo "smolhttpd $GIT (release, RUST_LOG=${RUST_LOG:-warn}, default buffers rx 4096 / tx 16384 per slot) on a tap;"
   echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (2 workers, sendfile, access_log off) and python $("$PY" -c 'import platform; print(platform.python_version())') http.server on a veth pair"
   echo "files: /index.html 1024 B (generated 1 KB home page), /100k.bin 102400 B, /10m.bin 10485760 B; MB/s = 10^6 B/s"
