@@ -404,18 +404,18 @@ curl_mbs() {
   : >"$f"
   if [ "$PIN" = 1 ]; then
     pin "$pid" 0
-    local CURL_PIN=(taskset -c 1)
+    local CURL_PREFIX=(taskset -c 1)
   else
-    local CURL_PIN=()
+    local CURL_PREFIX=()
   fi
-  code=$(pin_curl "$ns" -o "$TMPD/dl" -w '%{http_code}' "$BASE/10m.bin" 2>>"$f")
+  code=$(ns_curl "$ns" -o "$TMPD/dl" -w '%{http_code}' "$BASE/10m.bin" 2>>"$f")
   if [ "$code" != 200 ] || ! cmp -s "$TMPD/dl" "$IMG/10m.bin"; then
     fail "$srv $key: warm-up download of /10m.bin: status ${code:-none}, $(stat -c %s "$TMPD/dl" 2>/dev/null || echo 0) bytes, $(cmp -s "$TMPD/dl" "$IMG/10m.bin" && echo same || echo not the same) bytes as the file"
     rm -f "$TMPD/dl"; alive "$srv" "$pid"; return 1
   fi
   rm -f "$TMPD/dl"
   for i in $(seq 1 "$CURL_RUNS"); do
-    out=$(pin_curl "$ns" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' "$BASE/10m.bin" 2>>"$f")
+    out=$(ns_curl "$ns" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' "$BASE/10m.bin" 2>>"$f")
     echo "run $i: $out" >>"$f"
     read -r code size speed <<<"$out"
     if [ "$code" != 200 ] || [ "$size" != "$SIZE_10M" ]; then
@@ -428,8 +428,6 @@ curl_mbs() {
   [ "$PIN" = 1 ] && pin "$pid" "$ALL_CPUS"
   alive "$srv" "$pid"
 }
-# pin_curl NS ARGS...: ns_curl (lib.sh), on CPU 1 when pinning (CURL_PIN of curl_mbs).
-pin_curl() { local ns=$1; shift; ip netns exec "$ns" "${CURL_PIN[@]}" curl -sS --noproxy '*' "${CURL_LIMITS[@]}" "$@"; }
 
 # rss_idle SERVER PID: VmRSS and RssAnon after the load, then CPU % over IDLE seconds of idle.
 rss_idle() {

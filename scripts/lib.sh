@@ -82,7 +82,9 @@ in_ns() { ip netns exec "$NS" "$@"; }
 
 # ns_curl NS ARGS... / ncurl ARGS...: curl inside a namespace / $NS, quiet but showing
 # errors, bounded by CURL_LIMITS.
-ns_curl() { local ns=$1; shift; ip netns exec "$ns" curl -sS --noproxy '*' "${CURL_LIMITS[@]}" "$@"; }
+# CURL_PREFIX: an optional command to run curl under (bench.sh: taskset -c 1).
+CURL_PREFIX=()
+ns_curl() { local ns=$1; shift; ip netns exec "$ns" "${CURL_PREFIX[@]}" curl -sS --noproxy '*' "${CURL_LIMITS[@]}" "$@"; }
 ncurl() { ns_curl "$NS" "$@"; }
 
 # make_ns NS: create namespace NS with lo up; cleanup deletes it.

@@ -74,26 +74,22 @@ struct Args {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     corrupt_chance: u8,
     /// Seconds a request head may take from its first byte (then 408).
-    #[arg(long, value_name = "SECS", default_value_t = secs(DEFAULTS.head_timeout), value_parser = deadline)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.head_timeout.secs(), value_parser = deadline)]
     head_timeout: u64,
     /// Seconds a request body may pause between reads (then 408).
-    #[arg(long, value_name = "SECS", default_value_t = secs(DEFAULTS.body_timeout), value_parser = deadline)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.body_timeout.secs(), value_parser = deadline)]
     body_timeout: u64,
     /// Seconds an idle connection (no request yet, or between requests) is kept open.
-    #[arg(long, value_name = "SECS", default_value_t = secs(DEFAULTS.idle_timeout), value_parser = deadline)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.idle_timeout.secs(), value_parser = deadline)]
     idle_timeout: u64,
     /// Seconds a response may make no progress before it is aborted (raise these four on
     /// lossy links: TCP's retransmission backoff is 1, 2, 4, 8 s).
-    #[arg(long, value_name = "SECS", default_value_t = secs(DEFAULTS.send_timeout), value_parser = deadline)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.send_timeout.secs(), value_parser = deadline)]
     send_timeout: u64,
 }
 
 /// The contract's deadlines, the defaults of the `--*-timeout` flags.
 const DEFAULTS: Config = Config::new();
-
-fn secs(d: Duration) -> u64 {
-    d.secs()
-}
 
 fn deadline(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
