@@ -769,6 +769,8 @@ struct Response {
 enum NetError {
     /// The address could not be resolved or reached.
     Connect(String, String),
+    /// No connection to the address within `CONNECT_TIMEOUT`.
+    ConnectTimedOut(String),
     /// The connection failed after it was made.
     Io(String),
     /// The server closed the connection without a single byte of reply.
@@ -783,9 +785,8 @@ impl NetError {
     /// listens).
     fn not_received(&self) -> bool {
         match self {
-            NetError::Connect(_, why) => why == "timed out",
-            NetError::Unanswered => true,
-            NetError::Io(_) | NetError::Protocol(_) => false,
+            NetError::ConnectTimedOut(_) | NetError::Unanswered => true,
+            NetError::Connect(..) | NetError::Io(_) | NetError::Protocol(_) => false,
         }
     }
 }
@@ -794,6 +795,9 @@ impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NetError::Connect(addr, why) => write!(f, "cannot connect to {addr}: {why} ({HINT})"),
+            NetError::ConnectTimedOut(addr) => {
+                write!(f, "cannot connect to {addr}: timed out ({HINT})")
+            }
             NetError::Io(why) => write!(f, "connection to the server failed: {why}"),
             NetError::Unanswered => {
                 write!(
@@ -840,6 +844,9 @@ impl Server {
         for addr in addrs {
             match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
                 Ok(stream) => return Ok(stream),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    last = NetError::ConnectTimedOut(self.authority());
+                }
                 Err(e) => last = fail(io_reason(&e)),
             }
         }
