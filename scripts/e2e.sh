@@ -573,7 +573,7 @@ stale() {
   esac
 }
 stale "$BIN" src build.rs Cargo.toml fs_image
-stale "$CHAT" src/bin/chat.rs Cargo.toml
+stale "$CHAT" src/shell/chat.rs Cargo.toml
 
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")

@@ -1,12 +1,14 @@
 //! The group chat (second seed): a fixed ring of the newest messages, the form decoder for
-//! `POST /chat`, and the JSON writer for `GET /chat?since=N`.
+//! `POST /chat`, the JSON writer for `GET /chat?since=N`, and [`ChatRoom`], the handler that
+//! puts them on a route (feature `chat`).
 //!
-//! No sockets and no HTTP framing here: the server hands in decoded bytes and pulls JSON out
-//! through a [`crate::json::Sink`], which lets it stream a reply larger than its send buffer
-//! without a copy.
+//! No sockets and no HTTP framing here: the handler answers through the public handler API and
+//! its JSON is rendered from the ring each time the server sends more, so a reply larger than
+//! the send buffer streams without a copy.
 
 use core::fmt::Write as _;
 
+use crate::handler::{self, Body, Context, Handler, Reply, Request, Status, Token};
 use crate::json::{json_string, Counter, Full, Sink};
 
 /// Messages kept; older ones are dropped as new ones arrive.
@@ -46,14 +48,14 @@ impl core::fmt::Display for PostError {
     }
 }
 
-/// The ring of the newest [`MESSAGES`] messages.
+/// The ring of the newest `M` messages (default [`MESSAGES`]).
 #[derive(Debug, Default)]
-pub struct Chat {
-    ring: heapless::Deque<Message, MESSAGES>,
+pub struct Chat<const M: usize = MESSAGES> {
+    ring: heapless::Deque<Message, M>,
     last_id: u32,
 }
 
-impl Chat {
+impl<const M: usize> Chat<M> {
     /// An empty chat.
     pub const fn new() -> Self {
         Chat {
@@ -121,7 +123,7 @@ pub struct ChatReply {
 
 impl ChatReply {
     /// The reply to `since` as the chat stands now.
-    pub fn new(chat: &Chat, since: u32) -> ChatReply {
+    pub fn new<const M: usize>(chat: &Chat<M>, since: u32) -> ChatReply {
         let upto = chat.last_id();
         let first = chat
             .oldest_id()
@@ -130,12 +132,16 @@ impl ChatReply {
     }
 
     /// False once a message of the reply has been dropped from the ring.
-    pub fn still_valid(&self, chat: &Chat) -> bool {
+    pub fn still_valid<const M: usize>(&self, chat: &Chat<M>) -> bool {
         self.first > self.upto || chat.oldest_id().is_some_and(|o| o <= self.first)
     }
 
     /// Writes the JSON into `sink`.
-    pub fn write(&self, chat: &Chat, sink: &mut impl Sink) -> Result<(), Full> {
+    pub fn write<const M: usize>(
+        &self,
+        chat: &Chat<M>,
+        sink: &mut (impl Sink + ?Sized),
+    ) -> Result<(), Full> {
         let mut num = heapless::String::<24>::new();
         // Cannot fail: a u32 fits in 24 bytes.
         let next = self.upto;
@@ -158,7 +164,7 @@ impl ChatReply {
     }
 
     /// Length of the JSON in bytes.
-    pub fn len(&self, chat: &Chat) -> usize {
+    pub fn len<const M: usize>(&self, chat: &Chat<M>) -> usize {
         let mut c = Counter(0);
         // Cannot fail: a counter is never full.
         let _ = self.write(chat, &mut c);
@@ -212,6 +218,112 @@ fn decode_field<const N: usize>(value: &[u8]) -> Result<heapless::String<N>, Pos
         i += 1;
     }
     heapless::String::from_utf8(out).map_err(|_| PostError::Invalid)
+}
+
+/// The chat on a route: `GET` answers `{"next":..,"messages":[..]}` from `?since=N`, `POST`
+/// takes a form and answers 201 with `Location` and `{"id":N}`.
+///
+/// ```
+/// # use smolhttpd::{chat::ChatRoom, handler::{Methods, Route}};
+/// let mut chat = ChatRoom::<64>::new();
+/// let route = Route::exact(Methods::GET | Methods::POST, "/chat", &mut chat)
+///     .max_body(smolhttpd::chat::MAX_FORM);
+/// # let _ = route;
+/// ```
+#[derive(Debug, Default)]
+pub struct ChatRoom<const M: usize = MESSAGES> {
+    chat: Chat<M>,
+}
+
+/// Token kinds of the room's rendered bodies.
+const LIST: u32 = 0;
+const CREATED: u32 = 1;
+
+impl<const M: usize> ChatRoom<M> {
+    /// An empty room.
+    pub const fn new() -> Self {
+        ChatRoom { chat: Chat::new() }
+    }
+
+    /// The messages.
+    pub fn chat(&self) -> &Chat<M> {
+        &self.chat
+    }
+
+    /// Posts a message as if by `POST /chat`; returns its id.
+    pub fn push(&mut self, name: &str, text: &str) -> Result<u32, PostError> {
+        self.chat.push(name, text)
+    }
+
+    fn created(id: u32, out: &mut (impl Sink + ?Sized)) -> Result<(), Full> {
+        let mut num = heapless::String::<12>::new();
+        // Cannot fail: a u32 has at most 10 digits.
+        let _ = write!(num, "{id}");
+        out.put(b"{\"id\":")?;
+        out.put(num.as_bytes())?;
+        out.put(b"}\n")
+    }
+}
+
+impl<const M: usize> Handler for ChatRoom<M> {
+    fn handle(&mut self, req: &Request<'_>, _: &Context<'_>) -> Result<Reply, handler::Error> {
+        if req.method == crate::http::Method::Post {
+            let form = req.content_type.is_some_and(|t| {
+                let essence = t.split(|&b| b == b';').next().unwrap_or(b"");
+                crate::http::trim(essence)
+                    .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+            });
+            if !form {
+                return Ok(Reply::error(Status::UnsupportedMediaType));
+            }
+            if req.body.len() > MAX_FORM {
+                return Ok(Reply::error(Status::PayloadTooLarge));
+            }
+            return Ok(match self.chat.post(req.body) {
+                Ok(id) => {
+                    log::info!("chat: message {id} posted");
+                    let mut c = Counter(0);
+                    let _ = Self::created(id, &mut c);
+                    let body = Body::Rendered {
+                        len: c.0,
+                        token: [CREATED, id, 0, 0],
+                    };
+                    Reply::json(Status::Created, body)
+                        .header("Location", format_args!("/chat?since={id}"))
+                }
+                Err(PostError::Invalid) => Reply::error(Status::BadRequest),
+                Err(PostError::TooLong) => Reply::error(Status::PayloadTooLarge),
+            });
+        }
+        Ok(match parse_since(req.query) {
+            Some(since) => {
+                let r = ChatReply::new(&self.chat, since);
+                let token = [LIST, r.since, r.upto, r.first];
+                Reply::json(
+                    Status::Ok,
+                    Body::Rendered {
+                        len: r.len(&self.chat),
+                        token,
+                    },
+                )
+            }
+            None => Reply::error(Status::BadRequest),
+        })
+    }
+
+    fn render(&self, token: Token, out: &mut dyn Sink) -> Result<(), Full> {
+        match token {
+            [CREATED, id, ..] => Self::created(id, out),
+            [_, since, upto, first] => ChatReply { since, upto, first }.write(&self.chat, out),
+        }
+    }
+
+    fn still_valid(&self, token: Token) -> bool {
+        match token {
+            [LIST, since, upto, first] => ChatReply { since, upto, first }.still_valid(&self.chat),
+            _ => true,
+        }
+    }
 }
 
 /// Parses the query of `GET /chat`: `since=N` (absent: 0). Anything else is ignored.

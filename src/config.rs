@@ -17,6 +17,8 @@ pub const RESPONSE_HEAD: usize = 512;
 pub const RX_BUFFER: usize = 4096;
 /// Default transmit buffer of each slot's TCP socket.
 pub const TX_BUFFER: usize = 16384;
+/// Bytes of a normalised request path; a longer path is 414.
+pub const MAX_PATH: usize = 256;
 /// Default HTTP port.
 pub const HTTP_PORT: u16 = 80;
 

@@ -4,6 +4,10 @@
 //! "connection refused". While no slot listens, the gate hides such SYNs from the interface
 //! instead, so the client's TCP retries a little later and is served when a slot frees. It looks
 //! at nothing but inbound IPv4 TCP SYNs to the HTTP port; every other frame passes untouched.
+//!
+//! The caller wraps its device once (`Gate::new(tap)`, like smoltcp's `FaultInjector`) and
+//! hands the gate to [`crate::Server::poll`], which tells it before each frame whether a slot
+//! listens. A gate nobody arms lets everything through.
 
 use smoltcp::phy::{Device, DeviceCapabilities, RxToken};
 use smoltcp::time::Instant;
@@ -11,33 +15,74 @@ use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, IpEndpoint, IpProtocol, Ipv4Packet, TcpPacket,
 };
 
-/// What the gate lets through for one frame.
-#[derive(Debug, Clone, Copy)]
-pub struct Filter<'f> {
+use crate::config::SLOTS;
+
+/// What the gate lets through.
+#[derive(Debug, Clone)]
+struct Filter<const N: usize> {
     /// Some slot listens: every SYN may pass.
-    pub open: bool,
+    open: bool,
     /// HTTP port.
-    pub port: u16,
+    port: u16,
     /// Peers of the connections the slots hold; their SYNs (retransmissions) pass.
-    pub known: &'f [IpEndpoint],
+    known: heapless::Vec<IpEndpoint, N>,
 }
 
-/// Wraps a device for one ingress frame.
-pub struct Gate<'d, 'f, D: Device + ?Sized> {
-    inner: &'d mut D,
-    filter: Filter<'f>,
-    /// Set when the frame was a SYN the gate held off.
-    pub held: bool,
+/// A device whose inbound SYNs to the HTTP port are held off while no slot of an `N`-slot
+/// server listens.
+pub struct Gate<D: Device, const N: usize = SLOTS> {
+    inner: D,
+    filter: Filter<N>,
+    /// Set when a frame was a SYN the gate held off.
+    held: bool,
 }
 
-impl<'d, 'f, D: Device + ?Sized> Gate<'d, 'f, D> {
-    /// A gate in front of `inner`.
-    pub fn new(inner: &'d mut D, filter: Filter<'f>) -> Self {
+impl<D: Device, const N: usize> Gate<D, N> {
+    /// A gate in front of `inner`, open until a server arms it.
+    pub fn new(inner: D) -> Self {
         Gate {
             inner,
-            filter,
+            filter: Filter {
+                open: true,
+                port: 0,
+                known: heapless::Vec::new(),
+            },
             held: false,
         }
+    }
+
+    /// The wrapped device.
+    pub fn get_ref(&self) -> &D {
+        &self.inner
+    }
+
+    /// The wrapped device, mutably.
+    pub fn get_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
+    /// Unwraps the device.
+    pub fn into_inner(self) -> D {
+        self.inner
+    }
+
+    /// Sets what the next frames may pass: all SYNs when `open`, else only those to other
+    /// ports or from `known` peers.
+    pub(crate) fn arm(&mut self, open: bool, port: u16, known: impl Iterator<Item = IpEndpoint>) {
+        self.filter.open = open;
+        self.filter.port = port;
+        self.filter.known.clear();
+        if !open {
+            for ep in known {
+                // More peers than slots cannot be; a full list only holds off a retry.
+                let _ = self.filter.known.push(ep);
+            }
+        }
+    }
+
+    /// True once per SYN held off since the last call.
+    pub(crate) fn take_held(&mut self) -> bool {
+        core::mem::take(&mut self.held)
     }
 }
 
@@ -63,13 +108,13 @@ pub fn is_new_syn(frame: &[u8], port: u16, known: &[IpEndpoint]) -> bool {
 }
 
 /// Receive token that may hide its frame.
-pub struct GateRx<'a, T: RxToken> {
+pub struct GateRx<'a, T: RxToken, const N: usize> {
     inner: T,
-    filter: Filter<'a>,
+    filter: &'a Filter<N>,
     held: &'a mut bool,
 }
 
-impl<T: RxToken> RxToken for GateRx<'_, T> {
+impl<T: RxToken, const N: usize> RxToken for GateRx<'_, T, N> {
     fn consume<R, F>(self, f: F) -> R
     where
         F: FnOnce(&[u8]) -> R,
@@ -80,7 +125,7 @@ impl<T: RxToken> RxToken for GateRx<'_, T> {
             held,
         } = self;
         inner.consume(|frame| {
-            if !filter.open && is_new_syn(frame, filter.port, filter.known) {
+            if !filter.open && is_new_syn(frame, filter.port, &filter.known) {
                 // An empty frame is dropped by the interface without a reply.
                 *held = true;
                 f(&[])
@@ -91,9 +136,9 @@ impl<T: RxToken> RxToken for GateRx<'_, T> {
     }
 }
 
-impl<D: Device + ?Sized> Device for Gate<'_, '_, D> {
+impl<D: Device, const N: usize> Device for Gate<D, N> {
     type RxToken<'a>
-        = GateRx<'a, D::RxToken<'a>>
+        = GateRx<'a, D::RxToken<'a>, N>
     where
         Self: 'a;
     type TxToken<'a>
@@ -111,7 +156,7 @@ impl<D: Device + ?Sized> Device for Gate<'_, '_, D> {
         Some((
             GateRx {
                 inner: rx,
-                filter: *filter,
+                filter,
                 held,
             },
             tx,

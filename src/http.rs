@@ -25,6 +25,7 @@ pub enum Status {
     UnsupportedMediaType,
     RangeNotSatisfiable,
     HeadersTooLarge,
+    InternalServerError,
     NotImplemented,
     ServiceUnavailable,
     VersionNotSupported,
@@ -49,6 +50,7 @@ impl Status {
             Status::UnsupportedMediaType => 415,
             Status::RangeNotSatisfiable => 416,
             Status::HeadersTooLarge => 431,
+            Status::InternalServerError => 500,
             Status::NotImplemented => 501,
             Status::ServiceUnavailable => 503,
             Status::VersionNotSupported => 505,
@@ -73,6 +75,7 @@ impl Status {
             Status::UnsupportedMediaType => "HTTP/1.1 415 Unsupported Media Type\r\n",
             Status::RangeNotSatisfiable => "HTTP/1.1 416 Range Not Satisfiable\r\n",
             Status::HeadersTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            Status::InternalServerError => "HTTP/1.1 500 Internal Server Error\r\n",
             Status::NotImplemented => "HTTP/1.1 501 Not Implemented\r\n",
             Status::ServiceUnavailable => "HTTP/1.1 503 Service Unavailable\r\n",
             Status::VersionNotSupported => "HTTP/1.1 505 HTTP Version Not Supported\r\n",
@@ -92,6 +95,7 @@ impl Status {
             Status::UnsupportedMediaType => "415 Unsupported Media Type\n",
             Status::RangeNotSatisfiable => "416 Range Not Satisfiable\n",
             Status::HeadersTooLarge => "431 Request Header Fields Too Large\n",
+            Status::InternalServerError => "500 Internal Server Error\n",
             Status::NotImplemented => "501 Not Implemented\n",
             Status::ServiceUnavailable => "503 Service Unavailable\n",
             Status::VersionNotSupported => "505 HTTP Version Not Supported\n",
@@ -126,7 +130,11 @@ pub enum Method {
     Get,
     Head,
     Post,
-    /// A method registered in RFC 9110 that the resource may not allow (405).
+    Put,
+    Delete,
+    Patch,
+    Options,
+    /// Another method registered in RFC 9110 (`TRACE`, `CONNECT`): no route takes it (405).
     Other,
     /// Not a method this server knows (501).
     Unknown,
@@ -138,9 +146,95 @@ impl Method {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
             "POST" => Method::Post,
-            "PUT" | "DELETE" | "OPTIONS" | "PATCH" | "TRACE" | "CONNECT" => Method::Other,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "OPTIONS" => Method::Options,
+            "TRACE" | "CONNECT" => Method::Other,
             _ => Method::Unknown,
         }
+    }
+
+    /// The set holding just this method (empty for `Other` and `Unknown`).
+    pub const fn set(self) -> Methods {
+        Methods(match self {
+            Method::Get => Methods::GET.0,
+            Method::Head => Methods::HEAD.0,
+            Method::Post => Methods::POST.0,
+            Method::Put => Methods::PUT.0,
+            Method::Delete => Methods::DELETE.0,
+            Method::Patch => Methods::PATCH.0,
+            Method::Options => Methods::OPTIONS.0,
+            Method::Other | Method::Unknown => 0,
+        })
+    }
+
+    /// Methods whose request carries a body that a handler reads (`Content-Length` required).
+    pub const fn has_body(self) -> bool {
+        matches!(self, Method::Post | Method::Put | Method::Patch)
+    }
+}
+
+/// A set of methods, for routes and `Allow` headers: `Methods::GET | Methods::POST`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Methods(u8);
+
+impl Methods {
+    pub const GET: Methods = Methods(1);
+    pub const HEAD: Methods = Methods(2);
+    pub const POST: Methods = Methods(4);
+    pub const PUT: Methods = Methods(8);
+    pub const DELETE: Methods = Methods(16);
+    pub const PATCH: Methods = Methods(32);
+    pub const OPTIONS: Methods = Methods(64);
+    /// No method.
+    pub const NONE: Methods = Methods(0);
+    /// Every method a route can take.
+    pub const ANY: Methods = Methods(127);
+    const NAMES: [&'static str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+    /// True when every method of `other` is in `self`.
+    pub const fn contains(self, other: Methods) -> bool {
+        other.0 != 0 && self.0 & other.0 == other.0
+    }
+
+    /// True for the empty set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether a route of this set answers `method`; `HEAD` is answered wherever `GET` is.
+    pub const fn allows(self, method: Method) -> bool {
+        self.contains(method.set())
+            || (matches!(method, Method::Head) && self.contains(Methods::GET))
+    }
+}
+
+impl core::ops::BitOr for Methods {
+    type Output = Methods;
+    fn bitor(self, rhs: Methods) -> Methods {
+        Methods(self.0 | rhs.0)
+    }
+}
+
+impl core::ops::BitOrAssign for Methods {
+    fn bitor_assign(&mut self, rhs: Methods) {
+        self.0 |= rhs.0;
+    }
+}
+
+/// As an `Allow` value: `GET, HEAD`.
+impl fmt::Display for Methods {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (i, name) in Self::NAMES.iter().enumerate() {
+            if self.0 & (1 << i) != 0 {
+                f.write_str(if first { "" } else { ", " })?;
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -171,6 +265,15 @@ pub struct Request<'b> {
     pub range: Option<&'b [u8]>,
     /// `If-Range` value.
     pub if_range: Option<&'b [u8]>,
+    /// The whole head as sent, for [`Request::header`].
+    pub head: &'b [u8],
+    /// The normalised path (percent-decoded, no dot segments); set by the server before a
+    /// handler sees the request.
+    pub path: &'b str,
+    /// The query, without `?`.
+    pub query: Option<&'b str>,
+    /// The body, complete (the server collects it before calling the handler).
+    pub body: &'b [u8],
 }
 
 /// Outcome of parsing the start of a buffer.
@@ -207,6 +310,7 @@ pub fn parse<const H: usize>(buf: &[u8], full: bool) -> Parse<'_> {
                     target,
                     version,
                     head_len,
+                    head: &buf[..head_len],
                     ..h
                 }),
                 Err(status) => Parse::Reject(status),
@@ -257,6 +361,7 @@ fn request_line_without_version(buf: &[u8]) -> Parse<'_> {
                 target,
                 version: Version::V09,
                 head_len: end + 1,
+                head: &buf[..end + 1],
                 ..Request::EMPTY
             })
         }
@@ -297,7 +402,27 @@ impl Request<'_> {
         if_none_match: None,
         range: None,
         if_range: None,
+        head: &[],
+        path: "",
+        query: None,
+        body: &[],
     };
+}
+
+impl<'b> Request<'b> {
+    /// The value of the first header named `name` (case-insensitive), trimmed.
+    pub fn header(&self, name: &str) -> Option<&'b [u8]> {
+        let mut lines = self.head.split(|&b| b == b'\n').skip(1);
+        lines.find_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let value = line[colon + 1..]
+                .strip_suffix(b"\r")
+                .unwrap_or(&line[colon + 1..]);
+            line[..colon]
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| trim(value))
+        })
+    }
 }
 
 /// Reads the headers the server acts on, rejecting what RFC 9112 says to reject.
@@ -622,6 +747,24 @@ mod tests {
         assert!(!accepts_gzip(b"gzip;q=0"));
         assert!(!accepts_gzip(b"identity"));
         assert!(accepts_gzip(b"*"));
+    }
+
+    #[test]
+    fn headers_and_methods() {
+        let Parse::Done(r) = parse::<8>(
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-Api-Key:  k1 \r\n\r\n",
+            false,
+        ) else {
+            panic!("not parsed");
+        };
+        assert_eq!(r.header("x-api-key"), Some(&b"k1"[..]));
+        assert_eq!(r.header("host"), Some(&b"t"[..]));
+        assert_eq!(r.header("accept"), None);
+        let set = Methods::GET | Methods::POST;
+        assert_eq!(std::format!("{set}"), "GET, POST");
+        assert!(set.allows(Method::Head));
+        assert!(!set.allows(Method::Put));
+        assert!(!Methods::ANY.allows(Method::Other));
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl Sink for Window<'_> {
 /// Writes `s` as a JSON string. Besides what JSON requires (`"`, `\`, control characters),
 /// `<`, `>`, `&`, U+2028 and U+2029 are escaped, so the output is safe inside HTML `<script>`
 /// and in JavaScript source.
-pub fn json_string(s: &str, sink: &mut impl Sink) -> Result<(), Full> {
+pub fn json_string(s: &str, sink: &mut (impl Sink + ?Sized)) -> Result<(), Full> {
     sink.put(b"\"")?;
     let bytes = s.as_bytes();
     let mut start = 0;

@@ -16,7 +16,7 @@ impl Sink for Collect {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut chat = Chat::new();
+    let mut chat: Chat = Chat::new();
     for form in data.split(|&b| b == b'\n') {
         let _ = chat.post(form);
     }

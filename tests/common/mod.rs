@@ -8,6 +8,11 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use smolhttpd::chat::{self, ChatRoom};
+use smolhttpd::files::Files;
+use smolhttpd::gate::Gate;
+use smolhttpd::handler::{Handler, Methods, Route, Router};
+use smolhttpd::status::StatusPage;
 use smolhttpd::{Config, Server};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Device, DeviceCapabilities, FaultInjector, Medium};
@@ -219,7 +224,10 @@ impl Opts {
 pub struct Sim<const N: usize = { smolhttpd::SLOTS }> {
     pub now: Instant,
     pub server: Server<'static, N>,
-    server_dev: FaultInjector<End>,
+    server_iface: Interface,
+    /// The server's socket set: its slots, and any socket a test adds beside them.
+    pub server_sockets: SocketSet<'static>,
+    server_dev: Gate<FaultInjector<End>, N>,
     client: Interface,
     client_dev: FaultInjector<End>,
     client_sockets: SocketSet<'static>,
@@ -234,6 +242,33 @@ fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
     Box::leak(vec![v; n].into_boxed_slice())
 }
 
+/// Leaks `h` for a route of the simulated server.
+pub fn leak_handler<H: Handler + 'static>(h: H) -> &'static mut dyn Handler {
+    Box::leak(Box::new(h))
+}
+
+/// The binary's routes: the chat, `/status`, and the built-in image as the catch-all.
+pub fn site_routes<const N: usize>() -> Vec<Route<'static>> {
+    vec![
+        Route::exact(
+            Methods::GET | Methods::POST,
+            "/chat",
+            leak_handler(ChatRoom::<{ chat::MESSAGES }>::new()),
+        )
+        .max_body(chat::MAX_FORM),
+        Route::exact(
+            Methods::GET | Methods::HEAD,
+            "/status",
+            leak_handler(StatusPage::<N>::new()),
+        ),
+        Route::prefix(
+            Methods::GET | Methods::HEAD,
+            "/",
+            leak_handler(Files::new(smolhttpd::site::FILES)),
+        ),
+    ]
+}
+
 impl<const N: usize> Sim<N> {
     pub fn new() -> Self {
         Self::with_faults(0, 0, 0, Config::new())
@@ -241,6 +276,17 @@ impl<const N: usize> Sim<N> {
 
     /// A network that drops and corrupts frames in each direction with these percentages.
     pub fn with_faults(seed: u32, drop_pct: u8, corrupt_pct: u8, config: Config) -> Self {
+        Self::with_routes(seed, drop_pct, corrupt_pct, config, site_routes::<N>())
+    }
+
+    /// A network whose server answers through `routes` (leaked for the test's lifetime).
+    pub fn with_routes(
+        seed: u32,
+        drop_pct: u8,
+        corrupt_pct: u8,
+        config: Config,
+        routes: Vec<Route<'static>>,
+    ) -> Self {
         let q = Rc::new(RefCell::new(Queues {
             frames: [VecDeque::with_capacity(POOL), VecDeque::with_capacity(POOL)],
             pool: (0..POOL).map(|_| Vec::with_capacity(MTU + 14)).collect(),
@@ -279,14 +325,13 @@ impl<const N: usize> Sim<N> {
         };
         let server_iface = iface(&mut server_dev, 1, SERVER_IP);
         let client = iface(&mut client_dev, 2, CLIENT_IP);
+        // Room for the slots and two sockets of a test's own.
+        let storage: Vec<SocketStorage> = (0..N + 2).map(|_| SocketStorage::EMPTY).collect();
+        let mut server_sockets = SocketSet::new(Box::leak(storage.into_boxed_slice()));
+        let router = Router::new(Box::leak(routes.into_boxed_slice()));
         let server = Server::<N>::new(
-            server_iface,
-            Box::leak(
-                (0..N)
-                    .map(|_| SocketStorage::EMPTY)
-                    .collect::<Vec<_>>()
-                    .into_boxed_slice(),
-            ),
+            router,
+            &mut server_sockets,
             leak(0u8, N * smolhttpd::config::RX_BUFFER),
             leak(0u8, N * smolhttpd::config::TX_BUFFER),
             config,
@@ -295,7 +340,9 @@ impl<const N: usize> Sim<N> {
         Sim {
             now,
             server,
-            server_dev,
+            server_iface,
+            server_sockets,
+            server_dev: Gate::new(server_dev),
             client,
             client_dev,
             client_sockets: SocketSet::new(Vec::new()),
@@ -353,7 +400,12 @@ impl<const N: usize> Sim<N> {
         if let Some(f) = self.around_server {
             f(true);
         }
-        self.server.poll(self.now, &mut self.server_dev);
+        self.server.poll(
+            self.now,
+            &mut self.server_iface,
+            &mut self.server_dev,
+            &mut self.server_sockets,
+        );
         if let Some(f) = self.around_server {
             f(false);
         }
@@ -427,7 +479,9 @@ impl<const N: usize> Sim<N> {
         if self.pending_frames() {
             return Some(self.now);
         }
-        let mut at = self.server.poll_at(self.now);
+        let mut at = self
+            .server
+            .poll_at(self.now, &mut self.server_iface, &self.server_sockets);
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 at = Some(at.map_or(t, |a: Instant| a.min(t)));
@@ -485,7 +539,10 @@ impl<const N: usize> Sim<N> {
     fn settle(&mut self) {
         for _ in 0..1000 {
             self.step();
-            let due_now = self.server.poll_at(self.now).is_some_and(|t| t <= self.now);
+            let due_now = self
+                .server
+                .poll_at(self.now, &mut self.server_iface, &self.server_sockets)
+                .is_some_and(|t| t <= self.now);
             if !self.pending_frames() && !due_now {
                 break;
             }

@@ -11,15 +11,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Parser;
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketStorage};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Device, FaultInjector, PcapMode, PcapWriter};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
 use qemu::{DgramAddrs, QemuDevice, SockAddr};
+use smolhttpd::chat::{self, ChatRoom};
 use smolhttpd::config::{self, SLOTS};
+use smolhttpd::files::Files;
+use smolhttpd::gate::Gate;
+use smolhttpd::handler::{Methods, Route, Router};
+use smolhttpd::status::StatusPage;
 use smolhttpd::tap::TapDevice;
-use smolhttpd::{image, Config, Server};
+use smolhttpd::{site, Config, Server};
 
 /// An embedded HTTP server on the smoltcp TCP/IP stack, over a Linux TAP device or QEMU's
 /// socket netdevs.
@@ -223,67 +228,35 @@ fn run(args: Args) -> Result<(), String> {
 /// Builds the interface and the server on `dev` and serves until stopped.
 fn start<D: Device, W: WaitOn>(
     args: &Args,
-    mut dev: D,
+    dev: D,
     wait: W,
     name: &str,
     hint: Option<&str>,
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(args.mac));
-    cfg.random_seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    let mut iface = Interface::new(cfg, &mut dev, Instant::now());
-    iface.update_ip_addrs(|addrs| {
-        // Cannot fail: the list is empty and holds at least one address.
-        let _ = addrs.push(args.ip);
-    });
-    iface
-        .routes_mut()
-        .add_default_ipv4_route(args.gateway)
-        .map_err(|_| "cannot add the default route".to_string())?;
-
-    // Storage lent to the server; it lives as long as `run`.
-    let mut storage: Vec<SocketStorage> = (0..SLOTS).map(|_| SocketStorage::EMPTY).collect();
-    let mut rx = vec![0u8; SLOTS * args.rx_buffer];
-    let mut tx = vec![0u8; SLOTS * args.tx_buffer];
-    let config = Config::new()
-        .port(args.port)
-        .head_timeout(Duration::from_secs(args.head_timeout))
-        .body_timeout(Duration::from_secs(args.body_timeout))
-        .idle_timeout(Duration::from_secs(args.idle_timeout))
-        .send_timeout(Duration::from_secs(args.send_timeout));
-    let mut server: Server<SLOTS> =
-        Server::new(iface, &mut storage, &mut rx, &mut tx, config).map_err(|e| e.to_string())?;
-
-    if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        server.set_wall_clock(since_epoch.as_secs(), Instant::now());
-    }
-    let addr = args.ip.address();
-    let files = image::file_count();
+    let mtu = dev.capabilities().max_transmission_unit - 14;
     println!(
-        "smolhttpd: serving http://{addr}:{}/ on {name} (mtu {}), {files} files, {:.1} MB, {SLOTS} slots",
+        "smolhttpd: serving http://{}:{}/ on {name} (mtu {mtu}), {} files, {:.1} MB, {SLOTS} slots",
+        args.ip.address(),
         args.port,
-        dev.capabilities().max_transmission_unit - 14,
-        image::IMAGE_BYTES as f64 / 1e6,
+        site::FILES.len(),
+        site::IMAGE_BYTES as f64 / 1e6,
     );
     if let Some(hint) = hint {
         println!("smolhttpd: start QEMU with: {hint}");
     }
-
     let faults = args.drop_chance > 0 || args.corrupt_chance > 0;
     match (&args.pcap, faults) {
-        (None, false) => serve(&mut server, dev, wait, stop),
-        (Some(path), false) => serve(&mut server, pcap(dev, path)?, wait, stop),
+        (None, false) => serve(args, dev, wait, stop),
+        (Some(path), false) => serve(args, pcap(dev, path)?, wait, stop),
         (None, true) => serve(
-            &mut server,
+            args,
             chaos(dev, args.drop_chance, args.corrupt_chance),
             wait,
             stop,
         ),
         (Some(path), true) => serve(
-            &mut server,
+            args,
             chaos(pcap(dev, path)?, args.drop_chance, args.corrupt_chance),
             wait,
             stop,
@@ -307,20 +280,62 @@ fn chaos<D: Device>(dev: D, drop: u8, corrupt: u8) -> FaultInjector<D> {
     dev
 }
 
-/// The poll/wait loop: poll, then sleep on the device's fd until a frame or the next deadline.
+/// Builds the interface, the routes and the server on `dev`, then runs the poll/wait loop:
+/// poll, then sleep on the device's fd until a frame or the next deadline.
 fn serve<D: Device, W: WaitOn>(
-    server: &mut Server<SLOTS>,
-    mut dev: D,
+    args: &Args,
+    dev: D,
     wait: W,
     stop: &AtomicBool,
 ) -> Result<(), String> {
     // The longest sleep, so a stop request is noticed promptly.
     const MAX_WAIT: Duration = Duration::from_millis(250);
+    let mut dev = Gate::new(dev);
+    let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(args.mac));
+    cfg.random_seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut iface = Interface::new(cfg, &mut dev, Instant::now());
+    iface.update_ip_addrs(|addrs| {
+        // Cannot fail: the list is empty and holds at least one address.
+        let _ = addrs.push(args.ip);
+    });
+    iface
+        .routes_mut()
+        .add_default_ipv4_route(args.gateway)
+        .map_err(|_| "cannot add the default route".to_string())?;
+
+    // Storage lent to the server; it lives as long as this function.
+    let mut storage = [SocketStorage::EMPTY; SLOTS];
+    let mut rx = vec![0u8; SLOTS * args.rx_buffer];
+    let mut tx = vec![0u8; SLOTS * args.tx_buffer];
+    let mut chat = ChatRoom::<{ chat::MESSAGES }>::new();
+    let mut status = StatusPage::<SLOTS>::new();
+    let mut files = Files::new(site::FILES);
+    let mut routes = [
+        Route::exact(Methods::GET | Methods::POST, "/chat", &mut chat).max_body(chat::MAX_FORM),
+        Route::exact(Methods::GET | Methods::HEAD, "/status", &mut status),
+        Route::prefix(Methods::GET | Methods::HEAD, "/", &mut files),
+    ];
+    let config = Config::new()
+        .port(args.port)
+        .head_timeout(Duration::from_secs(args.head_timeout))
+        .body_timeout(Duration::from_secs(args.body_timeout))
+        .idle_timeout(Duration::from_secs(args.idle_timeout))
+        .send_timeout(Duration::from_secs(args.send_timeout));
+    let mut sockets = SocketSet::new(&mut storage[..]);
+    let router = Router::new(&mut routes[..]);
+    let mut server: Server<SLOTS> =
+        Server::new(router, &mut sockets, &mut rx, &mut tx, config).map_err(|e| e.to_string())?;
+    if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        server.set_wall_clock(since_epoch.as_secs(), Instant::now());
+    }
+
     while !stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        server.poll(now, &mut dev);
+        server.poll(Instant::now(), &mut iface, &mut dev, &mut sockets);
         let mut delay = server
-            .poll_delay(Instant::now())
+            .poll_delay(Instant::now(), &mut iface, &sockets)
             .map_or(MAX_WAIT, |d| d.min(MAX_WAIT));
         if let Some(limit) = wait.limit() {
             delay = delay.min(limit);

@@ -1,0 +1,115 @@
+//! Your own routes beside the built-in image, on a tap: `GET /hello` answers a line of text,
+//! `POST /echo` sends the request body back, everything else is the image.
+//!
+//! ```sh
+//! sudo scripts/tap-up.sh            # tap0, host side 192.168.69.100/24
+//! cargo run --release --example hello -- --tap tap0
+//! curl http://192.168.69.1/hello
+//! curl --data 'ping' http://192.168.69.1/echo
+//! ```
+
+use smolhttpd::files::Files;
+use smolhttpd::gate::Gate;
+use smolhttpd::handler::{
+    Body, Context, Error, Handler, Methods, Reply, Request, Route, Router, Status, Token,
+};
+use smolhttpd::json::{Full, Sink};
+use smolhttpd::tap::TapDevice;
+use smolhttpd::{config, site, Config, Server, SLOTS};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
+use smoltcp::phy::{self, Device as _};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address};
+
+/// `GET /hello`: a fixed text.
+struct Hello;
+
+impl Handler for Hello {
+    fn handle(&mut self, _: &Request, _: &Context) -> Result<Reply, Error> {
+        Ok(Reply::text("hello from a handler\n"))
+    }
+}
+
+/// `POST /echo`: the body back. The request buffer is reused as soon as the handler returns,
+/// so the body is copied into this slot's own buffer and rendered from there.
+struct Echo {
+    bodies: [heapless::Vec<u8, { config::REQUEST_BUF }>; SLOTS],
+}
+
+impl Handler for Echo {
+    fn handle(&mut self, req: &Request, cx: &Context) -> Result<Reply, Error> {
+        let copy = self.bodies.get_mut(cx.slot).ok_or(Error("no such slot"))?;
+        copy.clear();
+        copy.extend_from_slice(req.body)
+            .map_err(|_| Error("body larger than the request buffer"))?;
+        let body = Body::Rendered {
+            len: copy.len(),
+            token: [cx.slot as u32, 0, 0, 0],
+        };
+        Ok(Reply::new(Status::Ok, "application/octet-stream", body))
+    }
+
+    fn render(&self, token: Token, out: &mut dyn Sink) -> Result<(), Full> {
+        match self.bodies.get(token[0] as usize) {
+            Some(b) => out.put(b),
+            None => Ok(()),
+        }
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut tap = String::from("tap0");
+    while let Some(a) = args.next() {
+        match (a.as_str(), args.next()) {
+            ("--tap", Some(name)) => tap = name,
+            _ => {
+                eprintln!("usage: hello [--tap NAME]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let dev = TapDevice::open(&tap, 1500).unwrap_or_else(|e| {
+        eprintln!(
+            "hello: cannot open tap '{tap}': {e} (create it with: sudo scripts/tap-up.sh {tap})"
+        );
+        std::process::exit(1);
+    });
+    let fd = dev.fd();
+    let mut dev = Gate::new(dev);
+
+    let mac = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+    let mut iface = Interface::new(IfaceConfig::new(mac.into()), &mut dev, Instant::now());
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(Ipv4Address::new(192, 168, 69, 1).into(), 24));
+    });
+    let _ = iface
+        .routes_mut()
+        .add_default_ipv4_route(Ipv4Address::new(192, 168, 69, 100));
+
+    let mut storage = [SocketStorage::EMPTY; SLOTS];
+    let mut rx = vec![0u8; SLOTS * config::RX_BUFFER];
+    let mut tx = vec![0u8; SLOTS * config::TX_BUFFER];
+    let (mut hello, mut files) = (Hello, Files::new(site::FILES));
+    let mut echo = Echo {
+        bodies: core::array::from_fn(|_| heapless::Vec::new()),
+    };
+    let mut routes = [
+        Route::exact(Methods::GET, "/hello", &mut hello),
+        Route::exact(Methods::POST, "/echo", &mut echo),
+        Route::prefix(Methods::GET | Methods::HEAD, "/", &mut files),
+    ];
+    let mut sockets = SocketSet::new(&mut storage[..]);
+    let router = Router::new(&mut routes[..]);
+    let mut server: Server = Server::new(router, &mut sockets, &mut rx, &mut tx, Config::new())
+        .expect("buffers of 1 KiB or more per slot");
+    let mtu = dev.capabilities().max_transmission_unit - 14;
+    println!(
+        "hello: serving http://192.168.69.1/ on {tap} (mtu {mtu}): /hello, /echo and the image"
+    );
+    loop {
+        server.poll(Instant::now(), &mut iface, &mut dev, &mut sockets);
+        let delay = server.poll_delay(Instant::now(), &mut iface, &sockets);
+        let _ = phy::wait(fd, Some(delay.unwrap_or(Duration::from_secs(1))));
+    }
+}

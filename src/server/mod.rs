@@ -1,0 +1,356 @@
+//! The server: `N` slots, each one smoltcp TCP socket listening on the HTTP port, driven by
+//! [`Server::poll`] on the caller's interface, device and socket set.
+//!
+//! The caller owns the network: the `Interface`, the `SocketSet` (other sockets, a DHCP client
+//! or a UDP service, live in it beside the slots) and the device, wrapped in a
+//! [`Gate`](crate::gate::Gate) that holds off connections no slot can take. The server reads
+//! no clock and allocates nothing: time comes in as an argument, every buffer is in a slot or
+//! lent by the caller.
+
+mod log;
+mod respond;
+mod slot;
+
+use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketSet};
+use smoltcp::phy::Device;
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+
+pub use self::respond::{parse_range, RangeSpec};
+use self::slot::{Cx, Slot};
+use crate::config::{Config, REQUEST_BUF, RESPONSE_HEAD, SLOTS};
+use crate::gate::Gate;
+use crate::handler::Router;
+
+/// Why [`Server::new`] could not set up the slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupError {
+    /// A receive or transmit buffer slab too small to give each slot at least 1 KiB.
+    Buffers,
+    /// Port 0 in the [`Config`].
+    Port,
+}
+
+impl core::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SetupError::Buffers => f.write_str("socket buffer slab smaller than 1 KiB per slot"),
+            SetupError::Port => f.write_str("port 0 cannot be listened on"),
+        }
+    }
+}
+
+/// Counters, for the log and `/status`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections: u32,
+    /// Requests answered.
+    pub requests: u32,
+    /// Body bytes queued for sending.
+    pub bytes: u64,
+    /// 4xx responses.
+    pub client_errors: u32,
+    /// 5xx responses (and responses a handler could not finish).
+    pub server_errors: u32,
+    /// Connections closed or aborted by a deadline.
+    pub timeouts: u32,
+    /// SYNs held off because every slot was busy.
+    pub held_off: u32,
+}
+
+/// What a slot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The socket listens; no connection.
+    Listen,
+    /// Connected, reading a request head. `first_byte` starts the head deadline; with an
+    /// empty buffer the connection is idle since `idle_since`.
+    Head {
+        first_byte: Option<Instant>,
+        idle_since: Instant,
+    },
+    /// Reading a request body; `last_read` starts the body deadline.
+    Body { last_read: Instant },
+    /// Sending a response; `progress` is the last time bytes went into the socket.
+    Send { progress: Instant, keep_alive: bool },
+    /// Response queued: the send half is closed and input is drained until the peer closes.
+    /// `progress` is the last time the send queue shrank or the TCP state moved on.
+    Close {
+        progress: Instant,
+        queued: usize,
+        tcp: tcp::State,
+    },
+}
+
+/// A slot's state in one word, as `/status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    Listen,
+    /// Connected, no request bytes yet.
+    Idle,
+    Head,
+    Body,
+    Send,
+    Close,
+}
+
+impl SlotState {
+    fn of(state: State) -> SlotState {
+        match state {
+            State::Listen => SlotState::Listen,
+            State::Head {
+                first_byte: None, ..
+            } => SlotState::Idle,
+            State::Head { .. } => SlotState::Head,
+            State::Body { .. } => SlotState::Body,
+            State::Send { .. } => SlotState::Send,
+            State::Close { .. } => SlotState::Close,
+        }
+    }
+
+    /// The lowercase name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SlotState::Listen => "listen",
+            SlotState::Idle => "idle",
+            SlotState::Head => "head",
+            SlotState::Body => "body",
+            SlotState::Send => "send",
+            SlotState::Close => "close",
+        }
+    }
+}
+
+/// One slot as handlers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub state: SlotState,
+    /// Responses completed by the slot since start.
+    pub served: u32,
+}
+
+/// How long after a held-off SYN its client counts as waiting (its TCP retries the SYN after
+/// 1 s, then 2 s...).
+const CROWDED_FOR: Duration = Duration::from_secs(3);
+
+/// The HTTP server: `N` slots (default [`SLOTS`]), each with a `REQ`-byte request buffer and a
+/// `HEAD`-byte response head buffer, answering through a [`Router`].
+pub struct Server<
+    'a,
+    const N: usize = SLOTS,
+    const REQ: usize = REQUEST_BUF,
+    const HEAD: usize = RESPONSE_HEAD,
+> {
+    slots: [Slot<REQ, HEAD>; N],
+    router: Router<'a>,
+    config: Config,
+    stats: Stats,
+    /// Until this time, clients are known to be waiting for a slot.
+    crowded_until: Option<Instant>,
+    /// Unix seconds at an instant, from [`Server::set_wall_clock`].
+    wall_clock: Option<(u64, Instant)>,
+    /// First poll.
+    started: Option<Instant>,
+}
+
+impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ, HEAD> {
+    /// Adds `N` TCP sockets listening on `config.port` to `sockets`, their receive and
+    /// transmit buffers cut evenly from the `rx` and `tx` slabs, and answers their requests
+    /// with `router`.
+    ///
+    /// # Panics
+    /// When `sockets` has fewer than `N` free entries (smoltcp's `SocketSet::add` panics on a
+    /// full borrowed set): give it room for the slots and your own sockets.
+    pub fn new(
+        router: Router<'a>,
+        sockets: &mut SocketSet<'a>,
+        rx: &'a mut [u8],
+        tx: &'a mut [u8],
+        config: Config,
+    ) -> Result<Self, SetupError> {
+        if config.port == 0 {
+            return Err(SetupError::Port);
+        }
+        let (rx_each, tx_each) = (rx.len() / N.max(1), tx.len() / N.max(1));
+        if rx_each < 1024 || tx_each < 1024 {
+            return Err(SetupError::Buffers);
+        }
+        let mut rx = rx.chunks_exact_mut(rx_each);
+        let mut tx = tx.chunks_exact_mut(tx_each);
+        let mut handles = heapless::Vec::<_, N>::new();
+        while let (Some(rx), Some(tx), false) = (rx.next(), tx.next(), handles.is_full()) {
+            let mut socket =
+                tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+            socket.set_nagle_enabled(false);
+            // Cannot fail: the port is not 0 and the socket is new.
+            let _ = socket.listen(config.port);
+            let _ = handles.push(sockets.add(socket));
+        }
+        Ok(Server {
+            slots: core::array::from_fn(|i| Slot::new(i, handles[i])),
+            router,
+            config,
+            stats: Stats::default(),
+            crowded_until: None,
+            wall_clock: None,
+            started: None,
+        })
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Gives the server a wall clock: `unix_secs` seconds since 1970 at `at`. Responses then
+    /// carry a `Date` header. The core still reads no clock; it counts on from `at`.
+    pub fn set_wall_clock(&mut self, unix_secs: u64, at: Instant) {
+        self.wall_clock = Some((unix_secs, at));
+    }
+
+    /// The state of each slot.
+    pub fn slot_states(&self) -> [State; N] {
+        core::array::from_fn(|i| self.slots[i].state)
+    }
+
+    /// Takes frames from `device` into `iface` (through the gate), services every slot, and
+    /// sends what is queued. Other sockets in `sockets` are processed by the same interface
+    /// polls, so call this instead of `iface.poll`, not beside it. Returns true when something
+    /// happened (a frame came in or a socket or slot changed).
+    pub fn poll<D: Device>(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        device: &mut Gate<D, N>,
+        sockets: &mut SocketSet<'_>,
+    ) -> bool {
+        let mut busy = false;
+        iface.poll_maintenance(now);
+        for _ in 0..self.config.rx_budget {
+            // Judged per frame from the sockets themselves: a SYN in this batch may have
+            // taken the last listening one.
+            let socket = |slot: &Slot<REQ, HEAD>| sockets.get::<tcp::Socket>(slot.handle);
+            let open = self.slots.iter().any(|s| socket(s).is_listening());
+            let known = self
+                .slots
+                .iter()
+                .filter_map(|s| socket(s).remote_endpoint());
+            device.arm(open, self.config.port, known);
+            let result = iface.poll_ingress_single(now, device, sockets);
+            if device.take_held() {
+                self.stats.held_off += 1;
+                self.crowded_until = Some(now + CROWDED_FOR);
+                ::log::debug!("all {N} slots busy: SYN held off");
+            }
+            match result {
+                PollIngressSingleResult::None => break,
+                _ => busy = true,
+            }
+        }
+        busy |= self.service(now, sockets);
+        while iface.poll_egress(now, device, sockets) == PollResult::SocketStateChanged {
+            busy = true;
+        }
+        busy
+    }
+
+    /// Services every slot once.
+    fn service(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
+        let started = *self.started.get_or_insert(now);
+        let infos: [SlotInfo; N] = core::array::from_fn(|i| self.slots[i].info());
+        // Someone was held off lately and no slot is free for their retry: only then does a
+        // connection make room, one at a time (none while one is still closing). A free slot
+        // will take the retry, so then nobody is pushed out.
+        let crowded = self.crowded_until.is_some_and(|t| now < t)
+            && !self.slots.iter().any(|s| {
+                matches!(s.state, State::Close { .. })
+                    || sockets.get::<tcp::Socket>(s.handle).is_listening()
+            });
+        let mut cx = Cx {
+            now,
+            unix: self
+                .wall_clock
+                .map(|(unix, at)| unix + ((now - at).total_millis() / 1000)),
+            config: &self.config,
+            stats: &mut self.stats,
+            router: &mut self.router,
+            slots: &infos,
+            uptime: now - started,
+            crowded,
+        };
+        let mut changed = false;
+        for slot in &mut self.slots {
+            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            changed |= slot.service(socket, &mut cx);
+        }
+        changed
+    }
+
+    /// When to call [`Server::poll`] next at the latest (None: only when a frame arrives).
+    pub fn poll_at(
+        &self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &SocketSet<'_>,
+    ) -> Option<Instant> {
+        let mut at = iface.poll_at(now, sockets);
+        for slot in &self.slots {
+            if let Some(t) = slot.deadline(&self.config) {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+        }
+        at
+    }
+
+    /// How long the caller may wait for a frame before calling [`Server::poll`] again.
+    pub fn poll_delay(
+        &self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &SocketSet<'_>,
+    ) -> Option<Duration> {
+        self.poll_at(now, iface, sockets)
+            .map(|t| if t > now { t - now } else { Duration::ZERO })
+    }
+}
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+
+    /// The server's own RAM (slots, router) and the handlers' beside it, without socket
+    /// storage and socket buffers (which the caller sizes).
+    #[test]
+    fn ram_budget() {
+        let server = core::mem::size_of::<Server<'static>>();
+        let slot = core::mem::size_of::<Slot<REQUEST_BUF, RESPONSE_HEAD>>();
+        let socket = core::mem::size_of::<tcp::Socket<'static>>();
+        std::println!("Server<10>: {server} bytes (slot {slot}); tcp::Socket {socket}");
+        // Each slot: its 2 KiB request buffer, 512 B head buffer and ~300 B of state (the
+        // access log line is 80 of it).
+        assert!(slot < REQUEST_BUF + RESPONSE_HEAD + 320, "{slot}");
+        assert!(server < 10 * slot + 512, "{server}");
+        let mut with = server;
+        #[cfg(feature = "chat")]
+        {
+            let chat = core::mem::size_of::<crate::chat::ChatRoom>();
+            std::println!("ChatRoom<64>: {chat} bytes");
+            assert!(chat < 64 * (32 + 256 + 32), "{chat}");
+            with += chat;
+        }
+        #[cfg(feature = "status")]
+        {
+            let status = core::mem::size_of::<crate::status::StatusPage>();
+            std::println!("StatusPage<10>: {status} bytes");
+            assert!(status < 10 * 256, "{status}");
+            with += status;
+        }
+        std::println!("server alone: {server} bytes; with the chat and /status handlers: {with}");
+    }
+}

@@ -1,0 +1,637 @@
+//! One connection slot: a TCP socket listening on the HTTP port, its request buffer, its
+//! response head buffer and its state. One `match` per step; a step either waits for the
+//! network or moves the slot on, and [`Slot::service`] runs steps in a bounded loop (a
+//! pipelined request is one more step, never one more stack frame).
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
+
+use super::log::{LogLine, PeerDisplay};
+use super::respond::{self, Answer, Outcome};
+use super::{SlotInfo, State, Stats};
+use crate::config::{Config, MAX_HEADERS};
+use crate::handler::{Body, Context, Reply, Router, Token};
+use crate::http::{self, Method, Parse, Request, Status, Version};
+use crate::json::Window;
+
+/// While clients wait, a keep-alive connection idle this long is closed to make room. (A
+/// client reusing its connection sends its next request well within it.)
+const IDLE_GRACE: Duration = Duration::from_millis(200);
+/// Steps one slot takes per poll at most; a slot cut short asks to be polled again at once.
+const MAX_STEPS: usize = 32;
+
+/// The body a slot is sending.
+#[derive(Debug, Clone, Copy)]
+enum Sending {
+    /// Static bytes, from an offset.
+    Static { data: &'static [u8], sent: usize },
+    /// Rendered by the handler of `route` again on each send, skipping what was sent.
+    Rendered {
+        route: usize,
+        token: Token,
+        sent: usize,
+        len: usize,
+    },
+}
+
+/// The result of one step.
+enum Step {
+    /// Nothing more to do until the network moves; true if something changed.
+    Wait(bool),
+    /// The slot moved on and may go further right away.
+    Again,
+}
+
+/// A rendered body can no longer be rendered the same (its data is gone).
+struct Stale;
+
+/// What a slot's step needs from the server.
+pub(crate) struct Cx<'c, 'a> {
+    pub(crate) now: Instant,
+    /// Wall clock, seconds since 1970, when the host gave one.
+    pub(crate) unix: Option<u64>,
+    pub(crate) config: &'c Config,
+    pub(crate) stats: &'c mut Stats,
+    pub(crate) router: &'c mut Router<'a>,
+    pub(crate) slots: &'c [SlotInfo],
+    pub(crate) uptime: Duration,
+    /// Clients wait for a slot: idle keep-alive connections make room.
+    pub(crate) crowded: bool,
+}
+
+impl<'c> Cx<'c, '_> {
+    fn context(&self, slot: usize) -> Context<'c> {
+        Context {
+            now: self.now,
+            uptime: self.uptime,
+            slot,
+            stats: *self.stats,
+            slots: self.slots,
+        }
+    }
+}
+
+/// One connection slot; `REQ` and `HEAD` are its request and response head buffer sizes.
+pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
+    index: usize,
+    pub(crate) handle: SocketHandle,
+    pub(crate) state: State,
+    /// Request bytes read and not yet consumed.
+    buf: heapless::Vec<u8, REQ>,
+    /// Response head being sent.
+    out: heapless::Vec<u8, HEAD>,
+    out_sent: usize,
+    body: Sending,
+    peer: Option<IpEndpoint>,
+    /// Requests on the current connection.
+    requests: u32,
+    /// The current request, for its log line.
+    log: LogLine,
+    /// Responses completed by this slot since start.
+    pub(crate) served: u32,
+    /// The step bound cut the last service short: poll again at once.
+    again: bool,
+}
+
+impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
+    pub(crate) fn new(index: usize, handle: SocketHandle) -> Self {
+        Slot {
+            index,
+            handle,
+            state: State::Listen,
+            buf: heapless::Vec::new(),
+            out: heapless::Vec::new(),
+            out_sent: 0,
+            body: Sending::Static { data: &[], sent: 0 },
+            peer: None,
+            requests: 0,
+            log: LogLine::new(),
+            served: 0,
+            again: false,
+        }
+    }
+
+    fn set_state(&mut self, new: State) {
+        log::trace!("slot {}: {:?} => {:?}", self.index, self.state, new);
+        self.state = new;
+    }
+
+    fn peer(&self) -> PeerDisplay {
+        PeerDisplay(self.peer)
+    }
+
+    /// The time by which this slot must be looked at again.
+    pub(crate) fn deadline(&self, config: &Config) -> Option<Instant> {
+        if self.again {
+            return Some(Instant::ZERO);
+        }
+        match self.state {
+            State::Listen => None,
+            State::Head {
+                first_byte: Some(t),
+                ..
+            } => Some(t + config.head_timeout),
+            State::Head { idle_since, .. } => Some(idle_since + config.idle_timeout),
+            State::Body { last_read, .. } => Some(last_read + config.body_timeout),
+            State::Send { progress, .. } => Some(progress + config.send_timeout),
+            State::Close {
+                progress,
+                tcp: tcp::State::FinWait2,
+                ..
+            } => Some(progress + config.linger_timeout),
+            // Free it on the very next poll.
+            State::Close {
+                progress,
+                tcp: tcp::State::TimeWait,
+                ..
+            } => Some(progress),
+            State::Close { progress, .. } => Some(progress + config.send_timeout),
+        }
+    }
+
+    /// Frees the slot and listens again. Also used on TIME-WAIT, so that a connection the
+    /// server closed does not pin its slot for smoltcp's 10 s.
+    fn relisten(&mut self, socket: &mut tcp::Socket, port: u16) {
+        if socket.is_open() && socket.state() != tcp::State::Listen {
+            socket.abort();
+        }
+        // Cannot fail: the socket is closed (or in TIME-WAIT, which listen() resets) and
+        // Config::validate rejected port 0.
+        let _ = socket.listen(port);
+        self.buf.clear();
+        self.peer = None;
+        self.requests = 0;
+        self.set_state(State::Listen);
+    }
+
+    /// Runs steps until the slot waits for the network, at most [`MAX_STEPS`]. Returns true
+    /// if the state changed or bytes moved.
+    pub(crate) fn service(&mut self, socket: &mut tcp::Socket, cx: &mut Cx) -> bool {
+        let mut changed = false;
+        for _ in 0..MAX_STEPS {
+            match self.step(socket, cx) {
+                Step::Wait(c) => {
+                    self.again = false;
+                    return changed | c;
+                }
+                Step::Again => changed = true,
+            }
+        }
+        self.again = true;
+        changed
+    }
+
+    /// One step of the state machine.
+    fn step(&mut self, socket: &mut tcp::Socket, cx: &mut Cx) -> Step {
+        let before = self.state;
+        let now = cx.now;
+        let config = cx.config;
+        match self.state {
+            // A listening socket that left LISTEN got a SYN: a new connection.
+            State::Listen => {
+                if socket.state() == tcp::State::Listen {
+                    return Step::Wait(false);
+                }
+                if socket.is_active() {
+                    cx.stats.connections += 1;
+                    self.peer = socket.remote_endpoint();
+                    self.set_state(State::Head {
+                        first_byte: None,
+                        idle_since: now,
+                    });
+                    return Step::Again;
+                }
+                self.relisten(socket, config.port);
+            }
+            // Reading a head: fill the buffer, then parse and answer, or wait.
+            State::Head {
+                first_byte,
+                idle_since,
+            } => {
+                if !socket.is_active() {
+                    self.relisten(socket, config.port);
+                    return Step::Wait(true);
+                }
+                let read = self.fill(socket);
+                if self.buf.is_empty() {
+                    if peer_closed(socket) {
+                        // The peer closed between requests.
+                        self.close(socket, now);
+                    } else if now >= idle_since + config.idle_timeout {
+                        cx.stats.timeouts += 1;
+                        log::debug!("{}: idle connection closed", self.peer());
+                        self.close(socket, now);
+                    } else if cx.crowded && self.requests > 0 && now >= idle_since + IDLE_GRACE {
+                        cx.crowded = false;
+                        log::debug!(
+                            "{}: idle keep-alive closed for a waiting client",
+                            self.peer()
+                        );
+                        self.close(socket, now);
+                    }
+                    return Step::Wait(self.state != before || read > 0);
+                }
+                let first_byte = match first_byte {
+                    Some(t) => t,
+                    None => {
+                        self.set_state(State::Head {
+                            first_byte: Some(now),
+                            idle_since,
+                        });
+                        now
+                    }
+                };
+                if now >= first_byte + config.head_timeout {
+                    // Judged before parsing: a trickled head may be complete by now, but late.
+                    if matches!(http::parse::<MAX_HEADERS>(&self.buf, false), Parse::Partial) {
+                        cx.stats.timeouts += 1;
+                        self.reject(socket, cx, Status::RequestTimeout);
+                        return Step::Wait(true);
+                    }
+                }
+                return self.handle(socket, cx, before);
+            }
+            // Waiting for the rest of a request body.
+            State::Body { last_read } => {
+                if !socket.is_active() {
+                    self.relisten(socket, config.port);
+                    return Step::Wait(true);
+                }
+                if self.fill(socket) > 0 {
+                    self.set_state(State::Body { last_read: now });
+                } else if now >= last_read + config.body_timeout {
+                    cx.stats.timeouts += 1;
+                    self.reject(socket, cx, Status::RequestTimeout);
+                    return Step::Wait(true);
+                }
+                return self.handle(socket, cx, before);
+            }
+            // Sending: push head and body into the socket as space allows.
+            State::Send {
+                progress,
+                keep_alive,
+            } => {
+                if !socket.may_send() {
+                    // The peer reset or closed its receive side.
+                    self.log.finish(self.peer, now, "aborted by peer");
+                    self.relisten(socket, config.port);
+                    return Step::Wait(true);
+                }
+                let sent = match self.write(socket, cx.router) {
+                    Ok(n) => n,
+                    Err(Stale) => {
+                        log::debug!("{}: rendered body outrun by its data, aborted", self.peer());
+                        self.log.finish(self.peer, now, "aborted");
+                        self.relisten(socket, config.port);
+                        return Step::Wait(true);
+                    }
+                };
+                if self.is_sent() {
+                    self.requests += 1;
+                    self.served += 1;
+                    self.log.finish(self.peer, now, "");
+                    if keep_alive {
+                        self.set_state(State::Head {
+                            first_byte: None,
+                            idle_since: now,
+                        });
+                        if !self.buf.is_empty() {
+                            // A pipelined request waits in the buffer.
+                            return Step::Again;
+                        }
+                    } else {
+                        self.close(socket, now);
+                    }
+                } else if sent > 0 {
+                    self.set_state(State::Send {
+                        progress: now,
+                        keep_alive,
+                    });
+                } else if now >= progress + config.send_timeout {
+                    cx.stats.timeouts += 1;
+                    self.log.finish(self.peer, now, "send timeout");
+                    self.relisten(socket, config.port);
+                } else if self.render_stuck(socket) {
+                    log::error!("{}: handler rendered less than its length", self.peer());
+                    cx.stats.server_errors += 1;
+                    self.log.finish(self.peer, now, "aborted: short body");
+                    self.relisten(socket, config.port);
+                }
+            }
+            // Closing: drain input, free the slot once the peer has the FIN (or gave up).
+            State::Close {
+                progress,
+                queued,
+                tcp,
+            } => {
+                while socket.can_recv() {
+                    if socket.recv(|d| (d.len(), ())).is_err() {
+                        break;
+                    }
+                }
+                let (now_queued, now_tcp) = (socket.send_queue(), socket.state());
+                match now_tcp {
+                    // TIME-WAIT seen on an earlier poll: its ACK of the peer's FIN has gone
+                    // out with that poll's egress, so the slot need not wait out the 10 s.
+                    tcp::State::TimeWait if tcp == tcp::State::TimeWait => {
+                        self.relisten(socket, config.port);
+                    }
+                    tcp::State::Closed | tcp::State::Listen => {
+                        self.relisten(socket, config.port);
+                    }
+                    _ if now_queued < queued || now_tcp != tcp => self.set_state(State::Close {
+                        progress: now,
+                        queued: now_queued,
+                        tcp: now_tcp,
+                    }),
+                    // Our FIN is acknowledged and the peer does not close: give up after the
+                    // linger time. Anything still unacknowledged gets the send deadline.
+                    tcp::State::FinWait2 if now >= progress + config.linger_timeout => {
+                        self.relisten(socket, config.port);
+                    }
+                    _ if now >= progress + config.send_timeout => {
+                        cx.stats.timeouts += 1;
+                        log::debug!("{}: close made no progress, aborted", self.peer());
+                        self.relisten(socket, config.port);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Step::Wait(self.state != before)
+    }
+
+    /// Parses what the buffer holds and answers a complete request, or waits for more.
+    fn handle(&mut self, socket: &mut tcp::Socket, cx: &mut Cx, before: State) -> Step {
+        let now = cx.now;
+        let full = self.buf.is_full();
+        let req = match http::parse::<MAX_HEADERS>(&self.buf, full) {
+            Parse::Partial if peer_closed(socket) => {
+                // The peer ended its side mid-head: nothing to answer.
+                self.close(socket, now);
+                return Step::Wait(true);
+            }
+            Parse::Partial => return Step::Wait(self.state != before),
+            Parse::Reject(status) => {
+                self.reject(socket, cx, status);
+                return Step::Wait(true);
+            }
+            Parse::Done(req) => req,
+        };
+        let rest = &self.buf[req.head_len..];
+        let room = REQ - req.head_len;
+        let context = cx.context(self.index);
+        let (answer, body_len) = match respond::answer(&req, rest, room, cx.router, &context) {
+            Outcome::NeedBody if peer_closed(socket) => {
+                self.close(socket, now);
+                return Step::Wait(true);
+            }
+            Outcome::NeedBody => {
+                if !matches!(self.state, State::Body { .. }) {
+                    self.set_state(State::Body { last_read: now });
+                }
+                return Step::Wait(self.state != before);
+            }
+            Outcome::Reply(answer, body_len) => (answer, body_len),
+        };
+        let consumed = req.head_len + body_len;
+        let has_body = req.content_length.unwrap_or(0) > 0 || req.transfer_encoding;
+        let body_read = body_len > 0;
+        // While clients wait for a slot, a connection with nothing more queued is told it
+        // closes after this response, so it makes room without surprising its client.
+        let make_room = cx.crowded && self.buf.len() == consumed;
+        let status = answer.reply.status;
+        let keep_alive = req.keep_alive
+            && (!has_body || body_read)
+            && (!status.is_error() || keeps_connection(status))
+            && !make_room;
+        if make_room {
+            cx.crowded = false;
+            log::debug!(
+                "{}: closes after this response for a waiting client",
+                self.peer()
+            );
+        }
+        self.log.start(&req, status, now);
+        let (method, version) = (req.method, req.version);
+        self.start(answer, method, version, keep_alive, cx);
+        // The request is answered: drop it, keep what was pipelined behind it.
+        let rest = self.buf.len() - consumed;
+        self.buf.copy_within(consumed.., 0);
+        self.buf.truncate(rest);
+        Step::Again
+    }
+
+    /// Reads what fits into the request buffer; returns the byte count.
+    fn fill(&mut self, socket: &mut tcp::Socket) -> usize {
+        let room = self.buf.capacity() - self.buf.len();
+        if room == 0 || !socket.can_recv() {
+            return 0;
+        }
+        let buf = &mut self.buf;
+        socket
+            .recv(|data| {
+                let n = data.len().min(room);
+                // Cannot fail: n is at most the room left.
+                let _ = buf.extend_from_slice(&data[..n]);
+                (n, n)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Writes head, then body, as far as the socket takes them; returns the byte count.
+    fn write(&mut self, socket: &mut tcp::Socket, router: &Router) -> Result<usize, Stale> {
+        let mut total = 0;
+        if self.out_sent < self.out.len() {
+            let n = socket.send_slice(&self.out[self.out_sent..]).unwrap_or(0);
+            self.out_sent += n;
+            total += n;
+            if self.out_sent < self.out.len() {
+                return Ok(total);
+            }
+        }
+        let n = match &mut self.body {
+            Sending::Static { data, sent } => {
+                let n = socket.send_slice(&data[*sent..]).unwrap_or(0);
+                *sent += n;
+                n
+            }
+            Sending::Rendered {
+                route,
+                token,
+                sent,
+                len,
+            } => {
+                if *sent < *len && !router.still_valid(*route, *token) {
+                    return Err(Stale);
+                }
+                let (route, token, len, skip) = (*route, *token, *len, *sent);
+                let n = socket
+                    .send(|buf| {
+                        let room = buf.len().min(len.saturating_sub(skip));
+                        let mut w = Window {
+                            skip,
+                            out: &mut buf[..room],
+                            written: 0,
+                        };
+                        router.render(route, token, &mut w);
+                        (w.written, w.written)
+                    })
+                    .unwrap_or(0);
+                *sent += n;
+                n
+            }
+        };
+        self.log.bytes += n;
+        Ok(total + n)
+    }
+
+    /// A rendered body that wrote nothing although the socket had room: its handler renders
+    /// fewer bytes than it said, and the response can never complete.
+    fn render_stuck(&self, socket: &tcp::Socket) -> bool {
+        self.out_sent == self.out.len()
+            && matches!(self.body, Sending::Rendered { sent, len, .. } if sent < len)
+            && socket.send_capacity() > socket.send_queue()
+    }
+
+    fn is_sent(&self) -> bool {
+        self.out_sent == self.out.len()
+            && match self.body {
+                Sending::Static { data, sent } => sent == data.len(),
+                Sending::Rendered { sent, len, .. } => sent == len,
+            }
+    }
+
+    /// Starts closing: FIN after what is queued.
+    fn close(&mut self, socket: &mut tcp::Socket, now: Instant) {
+        socket.close();
+        self.set_state(State::Close {
+            progress: now,
+            queued: socket.send_queue(),
+            tcp: socket.state(),
+        });
+    }
+
+    /// Answers a request that could not be parsed or came too slowly, then closes.
+    fn reject(&mut self, socket: &mut tcp::Socket, cx: &mut Cx, status: Status) {
+        let req = Request::EMPTY;
+        self.log.start(&req, status, cx.now);
+        let answer = Answer {
+            reply: Reply::error(status),
+            route: usize::MAX,
+            ranges: false,
+        };
+        self.start(answer, req.method, req.version, false, cx);
+        self.buf.clear();
+        // Cannot be stale: the body is static.
+        let _ = self.write(socket, cx.router);
+        if self.is_sent() {
+            self.log.finish(self.peer, cx.now, "");
+            self.close(socket, cx.now);
+        }
+    }
+
+    /// Formats the response head into `out` and enters `Send`.
+    fn start(
+        &mut self,
+        mut answer: Answer,
+        method: Method,
+        version: Version,
+        keep_alive: bool,
+        cx: &mut Cx,
+    ) {
+        let status = answer.reply.status;
+        let head_only = method == Method::Head || status == Status::NotModified;
+        let length = answer.reply.body.len();
+        self.body = match answer.reply.body {
+            _ if head_only => Sending::Static { data: &[], sent: 0 },
+            Body::Static(data) => Sending::Static { data, sent: 0 },
+            Body::Rendered { len, token } => Sending::Rendered {
+                route: answer.route,
+                token,
+                sent: 0,
+                len,
+            },
+        };
+        let stats = &mut *cx.stats;
+        stats.requests += 1;
+        match status.code() {
+            400..=499 => stats.client_errors += 1,
+            500..=599 => stats.server_errors += 1,
+            _ => {}
+        }
+        if !head_only {
+            stats.bytes += length as u64;
+        }
+        self.out.clear();
+        self.out_sent = 0;
+        self.log.bytes = 0;
+        let keep_alive = keep_alive && version != Version::V09;
+        self.set_state(State::Send {
+            progress: cx.now,
+            keep_alive,
+        });
+        if version == Version::V09 {
+            // A simple request gets the body alone.
+            return;
+        }
+        if !respond::write_head(&mut self.out, &answer, length, keep_alive, version, cx.unix) {
+            // Handler headers that overflow the head buffer: say so rather than send half.
+            log::error!(
+                "{}: response head over {HEAD} bytes, answered 500",
+                self.peer()
+            );
+            answer.reply = Reply::error(Status::InternalServerError);
+            answer.ranges = false;
+            self.body = Sending::Static {
+                data: if head_only {
+                    &[]
+                } else {
+                    answer.reply.body_bytes()
+                },
+                sent: 0,
+            };
+            self.out.clear();
+            let length = answer.reply.body.len();
+            let ok = respond::write_head(&mut self.out, &answer, length, false, version, cx.unix);
+            debug_assert!(ok, "error head overflow");
+            self.set_state(State::Send {
+                progress: cx.now,
+                keep_alive: false,
+            });
+        }
+    }
+
+    /// The slot as `/status` shows it.
+    pub(crate) fn info(&self) -> SlotInfo {
+        SlotInfo {
+            state: super::SlotState::of(self.state),
+            served: self.served,
+        }
+    }
+}
+
+/// Error statuses after which the connection may stay open.
+fn keeps_connection(status: Status) -> bool {
+    matches!(
+        status,
+        Status::NotFound | Status::MethodNotAllowed | Status::RangeNotSatisfiable
+    )
+}
+
+/// The peer sent its FIN (or the connection is gone): no more request bytes will come.
+fn peer_closed(socket: &tcp::Socket) -> bool {
+    !socket.may_recv() && socket.state() != tcp::State::SynReceived
+}
+
+impl Reply {
+    /// The bytes of a static body (empty for a rendered one).
+    fn body_bytes(&self) -> &'static [u8] {
+        match self.body {
+            Body::Static(data) => data,
+            Body::Rendered { .. } => &[],
+        }
+    }
+}
