@@ -5,23 +5,31 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{image_files, Opts, Response, Sim};
 use smoltcp::time::Duration;
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     static IN_SERVER: Cell<bool> = const { Cell::new(false) };
+    /// Allocations made on this thread while `IN_SERVER` (each test has its own thread).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() {
+    // try_with: the thread's locals may be gone while it exits.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+fn take_count() -> usize {
+    ALLOCATIONS.with(|c| c.replace(0))
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if IN_SERVER.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        if IN_SERVER.try_with(Cell::get).unwrap_or(false) {
+            count();
         }
         unsafe { System.alloc(layout) }
     }
@@ -29,8 +37,8 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if IN_SERVER.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        if IN_SERVER.try_with(Cell::get).unwrap_or(false) {
+            count();
         }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -50,7 +58,7 @@ fn serving_allocates_nothing() {
     let probe = std::hint::black_box(vec![1u8; 16]);
     in_server(false);
     drop(probe);
-    assert_eq!(ALLOCATIONS.swap(0, Ordering::SeqCst), 1);
+    assert_eq!(take_count(), 1);
 
     let mut sim: Sim = Sim::new();
     sim.around_server = Some(in_server);
@@ -103,7 +111,32 @@ fn serving_allocates_nothing() {
     }
     let r = sim.get("/chat?since=0");
     assert!(r.status == 200 && r.body.len() > smolhttpd::config::TX_BUFFER);
-    let n = ALLOCATIONS.load(Ordering::SeqCst);
+    let n = take_count();
     assert!(sim.server.stats().requests as usize > requests);
     assert_eq!(n, 0, "the server allocated {n} times while serving");
+}
+
+#[test]
+fn custom_handlers_allocate_nothing() {
+    let mut sim = common::handlers::sim();
+    sim.around_server = Some(in_server);
+    let body = vec![b'x'; 900];
+    let post = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 900\r\nConnection: close\r\n\r\n{}",
+        String::from_utf8(body.clone()).unwrap()
+    );
+    for _ in 0..3 {
+        assert_eq!(sim.get("/api/sensor").status, 200);
+        assert_eq!(sim.get("/big").body.len(), 75_000);
+        assert_eq!(sim.get("/doc").status, 200);
+        assert_eq!(sim.get("/flaky").status, 500);
+        let r = Response::parse(&sim.exchange(post.as_bytes())).unwrap();
+        assert_eq!(r.body, body);
+        assert_eq!(sim.get("/index.html").status, 200);
+    }
+    let n = take_count();
+    assert_eq!(
+        n, 0,
+        "the server or a handler allocated {n} times while serving"
+    );
 }

@@ -613,11 +613,15 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     }
 }
 
-/// Error statuses after which the connection may stay open.
+/// Error statuses after which the connection may stay open: the request was read whole and
+/// understood (a handler's failure included).
 fn keeps_connection(status: Status) -> bool {
     matches!(
         status,
-        Status::NotFound | Status::MethodNotAllowed | Status::RangeNotSatisfiable
+        Status::NotFound
+            | Status::MethodNotAllowed
+            | Status::RangeNotSatisfiable
+            | Status::InternalServerError
     )
 }
 

@@ -4,6 +4,8 @@
 //! a simulated deadline. Responses are parsed with httparse, not with the server's own code.
 #![allow(dead_code)]
 
+pub mod handlers;
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -230,7 +232,7 @@ pub struct Sim<const N: usize = { smolhttpd::SLOTS }> {
     server_dev: Gate<FaultInjector<End>, N>,
     client: Interface,
     client_dev: FaultInjector<End>,
-    client_sockets: SocketSet<'static>,
+    pub client_sockets: SocketSet<'static>,
     next_port: u16,
     pub conns: Vec<Conn>,
     /// Called with true before and false after each server poll (allocation counting).
