@@ -10,7 +10,7 @@
 #
 # Sections: static files; browser (home page); chat (CLI clients + chat page in Chromium);
 # HTTP/1.1 (ranges, gzip, 304, keep-alive, wrk load, slow-head 408, video seek, /status);
-# redbot (HTTP lint of / and a video).
+# redbot (HTTP lint of / and a video); the library's example (examples/hello.rs on the tap).
 #
 # Needs: iproute2, curl, coreutils, diffutils, gawk, python3 (the slow client, JSON checks),
 # wrk (apt-get install wrk; installed here with apt-get if missing), node >= 18 + npm and
@@ -21,6 +21,7 @@
 # Env:
 #   SMOLHTTPD_BIN  server binary (default target/release/smolhttpd, built if missing)
 #   CHAT_BIN       chat client (default target/release/chat, built if missing)
+#   HELLO_BIN      the library example (default target/release/examples/hello, built if missing)
 #   E2E_OUT        artifacts: server log, screenshots, browser JSON, HARs, wrk output (default target/e2e)
 #   E2E_VENV       Python venv for redbot (default target/e2e/venv)
 #   E2E_SKIP_REDBOT=1  skip the redbot section
@@ -444,6 +445,20 @@ PY
   fi
 }
 
+t_hello() {
+  local body
+  body=$(ncurl -f "$BASE/hello") || { echo "curl failed"; return 1; }
+  case $body in *"hello from a handler"*) ;; *) echo "body: $body"; return 1 ;; esac
+}
+
+t_echo() {
+  local sent="$TMPD/echo.in" got="$TMPD/echo.out" code
+  head -c 1000 /dev/urandom >"$sent"
+  code=$(ncurl -o "$got" -w '%{http_code}' --data-binary "@$sent" "$BASE/echo") || { echo "curl failed"; return 1; }
+  [ "$code" = 200 ] || { echo "status $code, want 200"; return 1; }
+  cmp -s "$sent" "$got" || { echo "echoed $(fsize "$got") bytes, not the 1000 sent"; return 1; }
+}
+
 t_status_json() {
   local out="$TMPD/status.json" code
   code=$(ncurl -o "$out" -w '%{http_code}' "$BASE/status") || { echo "curl failed"; return 1; }
@@ -562,6 +577,12 @@ fi
 
 release_bins "smolhttpd, chat"
 CHAT=$CHAT_BIN
+HELLO_BIN=${HELLO_BIN:-target/release/examples/hello}
+if [ ! -x "$HELLO_BIN" ]; then
+  say "building examples/hello.rs"
+  cargo build --release --example hello || die "cargo build --example hello failed"
+fi
+HELLO_BIN=$(realpath "$HELLO_BIN")
 # stale BINARY SOURCES...: say so when a default binary is older than its sources.
 stale() {
   local b=${1#"$ROOT/"}
@@ -678,6 +699,24 @@ if [ "${E2E_SKIP_REDBOT:-0}" != 1 ]; then
   check "redbot $BASE/ (and the page's assets): no BAD notes" t_redbot "$BASE/" home -a
   check "redbot $BASE/video/Flores.mp4: no BAD notes" t_redbot "$BASE/video/Flores.mp4" flores
   check "strict parser (llhttp) and httplint on raw 200/206/301/304/4xx/5xx responses" t_strict
+fi
+
+# ------------------------------------------------------------------ the library's example
+
+section "examples/hello.rs: your own handlers beside the image, on the same tap"
+stop_server
+say "example: $HELLO_BIN --tap $TAP (log $OUT/hello.log)"
+RUST_LOG=info ip netns exec "$NS" "$HELLO_BIN" --tap "$TAP" >"$OUT/hello.log" 2>&1 &
+SERVER_PID=$!
+LOG=$OUT/hello.log
+if server_up "$BASE/hello" 50 10; then
+  check "hello: GET /hello: 200, text containing 'hello from a handler'" t_hello
+  check "hello: POST /echo with 1,000 random bytes: 200, the same bytes back" t_echo
+  check "hello: GET / still serves $FS/index.html" t_get_file / "$FS/index.html"
+  check "hello: GET /echo: 405 with Allow: POST" t_status_allow 405 "POST" "$BASE/echo"
+  check "hello: still running, no panic" t_no_panic
+else
+  report "hello: example came up" 1 "$(tail -n 5 "$OUT/hello.log")"
 fi
 
 echo

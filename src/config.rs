@@ -1,6 +1,6 @@
 //! Limits and deadlines: every tunable number of the server in one place.
 //!
-//! The constants are the defaults of the contract (DESIGN.md); [`Config`] carries the ones that
+//! The constants are the defaults of the contract (docs/design.md); [`Config`] carries the ones that
 //! may change at run time and is built with `const fn`s, so it fits in a `static` on firmware.
 
 use smoltcp::time::Duration;

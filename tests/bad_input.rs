@@ -1,5 +1,5 @@
 //! Hostile and malformed input, one row per case with the status RFC 9112 / RFC 9110 and
-//! DESIGN.md call for. After every row the server still serves a normal request and no slot
+//! docs/design.md call for. After every row the server still serves a normal request and no slot
 //! is left behind.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The server from the outside: files, methods, versions and every error row of DESIGN.md,
+//! The server from the outside: files, methods, versions and every error row of docs/design.md,
 //! over an in-process network on a simulated clock.
 
 mod common;

@@ -3,7 +3,7 @@
 //!
 //! The caller owns the network: the `Interface`, the `SocketSet` (other sockets, a DHCP client
 //! or a UDP service, live in it beside the slots) and the device, wrapped in a
-//! [`Gate`](crate::gate::Gate) that holds off connections no slot can take. The server reads
+//! [`Gate`] that holds off connections no slot can take. The server reads
 //! no clock and allocates nothing: time comes in as an argument, every buffer is in a slot or
 //! lent by the caller.
 
