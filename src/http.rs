@@ -330,17 +330,17 @@ pub fn parse<const H: usize>(buf: &[u8], full: bool) -> Parse<'_> {
             Parse::Partial
         }
         Err(httparse::Error::TooManyHeaders) => Parse::Reject(Status::HeadersTooLarge),
-        Err(_) => request_line_without_version(buf),
+        Err(_) => request_line_without_version(buf, full),
     }
 }
 
 /// httparse rejected the head: an HTTP/0.9 simple request (no version), another version
 /// (505), or garbage (400).
-fn request_line_without_version(buf: &[u8]) -> Parse<'_> {
+fn request_line_without_version(buf: &[u8], full: bool) -> Parse<'_> {
     let Some(end) = buf.iter().position(|&b| b == b'\n') else {
         // httparse rejects a bad version token before the line ends only when it already
         // saw bytes that cannot start `HTTP/1.`; wait for the whole line to judge it.
-        return if buf.len() >= crate::config::REQUEST_BUF {
+        return if full {
             Parse::Reject(Status::UriTooLong)
         } else {
             Parse::Partial

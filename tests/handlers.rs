@@ -199,3 +199,48 @@ fn many_pipelined_requests_in_one_buffer() {
     assert!(all.iter().all(|r| r.status == 200 && r.body == DOC));
     assert_eq!(sim.server.stats().connections, 1);
 }
+
+#[test]
+fn sizes_are_the_users() {
+    // Firmware-sized: 2 slots, a 1 KiB request buffer, a 384-byte response head buffer.
+    let mut sim: Sim<2, 1024, 384> = Sim::new();
+    let r = sim.get("/img/car.jpeg");
+    let file = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fs_image/img/car.jpeg"
+    ))
+    .unwrap();
+    assert!(r.status == 200 && r.body == file);
+    // The limits follow the buffer: a 1,100-byte header is 431, a 1,100-byte line 414.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+        "a".repeat(1100)
+    );
+    assert_eq!(
+        Response::parse(&sim.exchange(big.as_bytes()))
+            .unwrap()
+            .status,
+        431
+    );
+    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(1100));
+    assert_eq!(
+        Response::parse(&sim.exchange(long.as_bytes()))
+            .unwrap()
+            .status,
+        414
+    );
+    let simple = format!("GET /{}", "a".repeat(1100));
+    assert_eq!(
+        Response::parse(&sim.exchange(simple.as_bytes()))
+            .unwrap()
+            .status,
+        414
+    );
+    // Three clients on two slots: all served.
+    for _ in 0..3 {
+        sim.open(&common::get_close("/"), Opts::like_curl());
+    }
+    assert!(sim.run(Duration::from_secs(30)));
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.free_slots(), 2);
+}

@@ -223,9 +223,13 @@ impl Opts {
 }
 
 /// The simulated network: a server with `N` slots and a client interface.
-pub struct Sim<const N: usize = { smolhttpd::SLOTS }> {
+pub struct Sim<
+    const N: usize = { smolhttpd::SLOTS },
+    const REQ: usize = { smolhttpd::config::REQUEST_BUF },
+    const HEAD: usize = { smolhttpd::config::RESPONSE_HEAD },
+> {
     pub now: Instant,
-    pub server: Server<'static, N>,
+    pub server: Server<'static, N, REQ, HEAD>,
     server_iface: Interface,
     /// The server's socket set: its slots, and any socket a test adds beside them.
     pub server_sockets: SocketSet<'static>,
@@ -271,7 +275,7 @@ pub fn site_routes<const N: usize>() -> Vec<Route<'static>> {
     ]
 }
 
-impl<const N: usize> Sim<N> {
+impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
     pub fn new() -> Self {
         Self::with_faults(0, 0, 0, Config::new())
     }
@@ -331,7 +335,7 @@ impl<const N: usize> Sim<N> {
         let storage: Vec<SocketStorage> = (0..N + 2).map(|_| SocketStorage::EMPTY).collect();
         let mut server_sockets = SocketSet::new(Box::leak(storage.into_boxed_slice()));
         let router = Router::new(Box::leak(routes.into_boxed_slice()));
-        let server = Server::<N>::new(
+        let server = Server::<N, REQ, HEAD>::new(
             router,
             &mut server_sockets,
             leak(0u8, N * smolhttpd::config::RX_BUFFER),
