@@ -19,6 +19,9 @@ pub const RX_BUFFER: usize = 4096;
 pub const TX_BUFFER: usize = 16384;
 /// Bytes of a normalised request path; a longer path is 414.
 pub const MAX_PATH: usize = 256;
+/// Held-off SYNs the gate keeps to replay when a slot frees (a retransmission replaces its
+/// copy); more waiting clients get in on their TCP's retry.
+pub const SYN_QUEUE: usize = 16;
 /// Default HTTP port.
 pub const HTTP_PORT: u16 = 80;
 
@@ -39,7 +42,13 @@ pub struct Config {
     pub linger_timeout: Duration,
     /// Frames taken from the device per `poll` before the slots are serviced.
     pub rx_budget: usize,
+    /// Bytes per second a client must read a response at to keep its slot while other clients
+    /// wait for one (measured over [`RATE_WINDOW`]). Without waiting clients nobody is cut.
+    pub min_rate: u32,
 }
+
+/// The window over which a response's read rate is measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(2);
 
 impl Config {
     /// The contract's defaults.
@@ -52,6 +61,7 @@ impl Config {
             send_timeout: Duration::from_secs(10),
             linger_timeout: Duration::from_secs(2),
             rx_budget: 64,
+            min_rate: 2048,
         }
     }
 
@@ -82,6 +92,14 @@ impl Config {
     /// Set the send-progress deadline.
     pub const fn send_timeout(mut self, d: Duration) -> Self {
         self.send_timeout = d;
+        self
+    }
+}
+
+impl Config {
+    /// Set the minimum read rate (bytes per second) under pressure.
+    pub const fn min_rate(mut self, bytes_per_sec: u32) -> Self {
+        self.min_rate = bytes_per_sec;
         self
     }
 }

@@ -7,15 +7,21 @@
 //!
 //! The caller wraps its device once (`Gate::new(tap)`, like smoltcp's `FaultInjector`) and
 //! hands the gate to [`crate::Server::poll`], which tells it before each frame whether a slot
-//! listens. A gate nobody arms lets everything through.
+//! listens. A held-off SYN is kept and fed to the interface as soon as one does, so the client
+//! is answered within the poll that frees a slot. A gate nobody arms lets everything through.
 
 use smoltcp::phy::{Device, DeviceCapabilities, RxToken};
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, IpEndpoint, IpProtocol, Ipv4Packet, TcpPacket,
 };
 
-use crate::config::SLOTS;
+use crate::config::{SLOTS, SYN_QUEUE};
+
+/// Longest SYN frame the queue keeps (Ethernet, IPv4 and TCP heads with options).
+const SYN_FRAME: usize = 128;
+/// A kept SYN is forgotten this long after its last (re)transmission: its client gave up.
+const SYN_KEEP: Duration = Duration::from_secs(10);
 
 /// What the gate lets through.
 #[derive(Debug, Clone)]
@@ -28,11 +34,25 @@ struct Filter<const N: usize> {
     known: heapless::Vec<IpEndpoint, N>,
 }
 
+/// A SYN held off, kept to be fed to the interface when a slot listens.
+#[derive(Debug, Clone)]
+struct Held {
+    peer: IpEndpoint,
+    /// When the client (re)sent it.
+    at: Instant,
+    len: usize,
+    frame: [u8; SYN_FRAME],
+}
+
 /// A device whose inbound SYNs to the HTTP port are held off while no slot of an `N`-slot
-/// server listens.
+/// server listens. The last [`SYN_QUEUE`] of them are kept (a retransmission replaces its copy) and fed
+/// to the interface the moment a slot listens again, so the client gets its SYN-ACK at once
+/// instead of after its TCP's retry (1, 3, 7 s...). A SYN that finds the queue full waits for
+/// its retry, as without a queue.
 pub struct Gate<D: Device, const N: usize = SLOTS> {
     inner: D,
     filter: Filter<N>,
+    queue: [Option<Held>; SYN_QUEUE],
     /// Set when a frame was a SYN the gate held off.
     held: bool,
 }
@@ -47,6 +67,7 @@ impl<D: Device, const N: usize> Gate<D, N> {
                 port: 0,
                 known: heapless::Vec::new(),
             },
+            queue: core::array::from_fn(|_| None),
             held: false,
         }
     }
@@ -66,16 +87,34 @@ impl<D: Device, const N: usize> Gate<D, N> {
         self.inner
     }
 
+    /// Clients waiting for a slot: SYNs kept and not yet fed to the interface.
+    pub fn waiting(&self) -> usize {
+        self.queue.iter().filter(|h| h.is_some()).count()
+    }
+
     /// Sets what the next frames may pass: all SYNs when `open`, else only those to other
-    /// ports or from `known` peers.
-    pub(crate) fn arm(&mut self, open: bool, port: u16, known: impl Iterator<Item = IpEndpoint>) {
+    /// ports or from `known` peers. Forgets kept SYNs that expired or whose peer got in.
+    pub(crate) fn arm(
+        &mut self,
+        now: Instant,
+        open: bool,
+        port: u16,
+        known: impl Iterator<Item = IpEndpoint>,
+    ) {
         self.filter.open = open;
         self.filter.port = port;
         self.filter.known.clear();
-        if !open {
-            for ep in known {
-                // More peers than slots cannot be; a full list only holds off a retry.
-                let _ = self.filter.known.push(ep);
+        for ep in known {
+            // More peers than slots cannot be.
+            let _ = self.filter.known.push(ep);
+        }
+        let known = &self.filter.known;
+        for entry in &mut self.queue {
+            if entry
+                .as_ref()
+                .is_some_and(|h| now >= h.at + SYN_KEEP || known.contains(&h.peer))
+            {
+                *entry = None;
             }
         }
     }
@@ -83,6 +122,32 @@ impl<D: Device, const N: usize> Gate<D, N> {
     /// True once per SYN held off since the last call.
     pub(crate) fn take_held(&mut self) -> bool {
         core::mem::take(&mut self.held)
+    }
+}
+
+/// Keeps a copy of a held-off SYN: over the same peer's older copy, else in a free entry,
+/// else over an expired one; a full queue keeps nothing.
+fn keep(queue: &mut [Option<Held>], peer: IpEndpoint, frame: &[u8], now: Instant) {
+    if frame.len() > SYN_FRAME {
+        return;
+    }
+    let same = queue
+        .iter()
+        .position(|h| h.as_ref().is_some_and(|h| h.peer == peer));
+    let free = || {
+        queue
+            .iter()
+            .position(|h| h.as_ref().is_none_or(|h| now >= h.at + SYN_KEEP))
+    };
+    if let Some(i) = same.or_else(free) {
+        let mut held = Held {
+            peer,
+            at: now,
+            len: frame.len(),
+            frame: [0; SYN_FRAME],
+        };
+        held.frame[..frame.len()].copy_from_slice(frame);
+        queue[i] = Some(held);
     }
 }
 
@@ -100,18 +165,20 @@ pub fn tcp_segment(frame: &[u8]) -> Option<(IpEndpoint, TcpPacket<&[u8]>)> {
     Some((IpEndpoint::new(ip.src_addr().into(), tcp.src_port()), tcp))
 }
 
-/// True when `frame` is an IPv4 TCP SYN (without ACK) to `port` from a peer not in `known`.
-pub fn is_new_syn(frame: &[u8], port: u16, known: &[IpEndpoint]) -> bool {
-    tcp_segment(frame).is_some_and(|(peer, tcp)| {
-        tcp.dst_port() == port && tcp.syn() && !tcp.ack() && !known.contains(&peer)
-    })
+/// Where a received frame comes from.
+enum Source<'a, T> {
+    /// The device; a held-off SYN is copied into the queue.
+    Device(T, &'a mut [Option<Held>]),
+    /// A kept SYN, fed again now that a slot listens.
+    Replay(&'a mut Option<Held>),
 }
 
-/// Receive token that may hide its frame.
+/// Receive token that may hide its frame, or gives a kept one.
 pub struct GateRx<'a, T: RxToken, const N: usize> {
-    inner: T,
+    source: Source<'a, T>,
     filter: &'a Filter<N>,
     held: &'a mut bool,
+    now: Instant,
 }
 
 impl<T: RxToken, const N: usize> RxToken for GateRx<'_, T, N> {
@@ -120,19 +187,37 @@ impl<T: RxToken, const N: usize> RxToken for GateRx<'_, T, N> {
         F: FnOnce(&[u8]) -> R,
     {
         let GateRx {
-            inner,
+            source,
             filter,
             held,
+            now,
         } = self;
-        inner.consume(|frame| {
-            if !filter.open && is_new_syn(frame, filter.port, &filter.known) {
-                // An empty frame is dropped by the interface without a reply.
+        match source {
+            Source::Replay(entry) => match entry.take() {
+                Some(h) => f(&h.frame[..h.len]),
+                None => f(&[]),
+            },
+            Source::Device(inner, queue) => inner.consume(|frame| {
+                let syn = tcp_segment(frame)
+                    .filter(|(_, tcp)| tcp.dst_port() == filter.port && tcp.syn() && !tcp.ack());
+                let Some((peer, _)) = syn else {
+                    return f(frame);
+                };
+                if filter.open || filter.known.contains(&peer) {
+                    // It goes in now: a copy kept earlier must not follow it.
+                    for entry in queue.iter_mut() {
+                        if entry.as_ref().is_some_and(|h| h.peer == peer) {
+                            *entry = None;
+                        }
+                    }
+                    return f(frame);
+                }
+                keep(queue, peer, frame, now);
                 *held = true;
+                // An empty frame is dropped by the interface without a reply.
                 f(&[])
-            } else {
-                f(frame)
-            }
-        })
+            }),
+        }
     }
 }
 
@@ -150,14 +235,36 @@ impl<D: Device, const N: usize> Device for Gate<D, N> {
         let Gate {
             inner,
             filter,
+            queue,
             held,
         } = self;
+        // A slot listens: the oldest kept SYN goes first, ahead of new frames.
+        let oldest = queue
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.as_ref().map(|h| (i, h.at)))
+            .min_by_key(|&(_, at)| at)
+            .map(|(i, _)| i);
+        if let (true, Some(i)) = (filter.open, oldest) {
+            let tx = inner.transmit(timestamp)?;
+            let source = Source::Replay(&mut queue[i]);
+            return Some((
+                GateRx {
+                    source,
+                    filter,
+                    held,
+                    now: timestamp,
+                },
+                tx,
+            ));
+        }
         let (rx, tx) = inner.receive(timestamp)?;
         Some((
             GateRx {
-                inner: rx,
+                source: Source::Device(rx, &mut queue[..]),
                 filter,
                 held,
+                now: timestamp,
             },
             tx,
         ))

@@ -57,6 +57,12 @@ pub struct Stats {
     pub timeouts: u32,
     /// SYNs held off because every slot was busy.
     pub held_off: u32,
+    /// Idle keep-alive connections closed for a waiting client.
+    pub evicted_idle: u32,
+    /// Incomplete request heads answered 408 (or empty connections closed) for a waiting client.
+    pub evicted_head: u32,
+    /// Responses read slower than `Config::min_rate`, aborted for a waiting client.
+    pub evicted_slow: u32,
 }
 
 /// What a slot is doing.
@@ -130,10 +136,6 @@ pub struct SlotInfo {
     pub served: u32,
 }
 
-/// How long after a held-off SYN its client counts as waiting (its TCP retries the SYN after
-/// 1 s, then 2 s...).
-const CROWDED_FOR: Duration = Duration::from_secs(3);
-
 /// The HTTP server: `N` slots (default [`SLOTS`]), each with a `REQ`-byte request buffer and a
 /// `HEAD`-byte response head buffer, answering through a [`Router`].
 pub struct Server<
@@ -146,8 +148,6 @@ pub struct Server<
     router: Router<'a>,
     config: Config,
     stats: Stats,
-    /// Until this time, clients are known to be waiting for a slot.
-    crowded_until: Option<Instant>,
     /// Unix seconds at an instant, from [`Server::set_wall_clock`].
     wall_clock: Option<(u64, Instant)>,
     /// First poll.
@@ -192,7 +192,6 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             router,
             config,
             stats: Stats::default(),
-            crowded_until: None,
             wall_clock: None,
             started: None,
         })
@@ -232,46 +231,71 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
     ) -> bool {
         let mut busy = false;
         iface.poll_maintenance(now);
-        for _ in 0..self.config.rx_budget {
-            // Judged per frame from the sockets themselves: a SYN in this batch may have
-            // taken the last listening one.
-            let socket = |slot: &Slot<REQ, HEAD>| sockets.get::<tcp::Socket>(slot.handle);
-            let open = self.slots.iter().any(|s| socket(s).is_listening());
-            let known = self
+        // A second round when the first freed a slot while SYNs wait: the gate feeds the kept
+        // SYN to the interface, and its SYN-ACK leaves with this poll's egress.
+        for _ in 0..2 {
+            for _ in 0..self.config.rx_budget {
+                // Judged per frame from the sockets themselves: a SYN in this batch may have
+                // taken the last listening one.
+                let socket = |slot: &Slot<REQ, HEAD>| sockets.get::<tcp::Socket>(slot.handle);
+                let open = self.slots.iter().any(|s| socket(s).is_listening());
+                let known = self
+                    .slots
+                    .iter()
+                    .filter_map(|s| socket(s).remote_endpoint());
+                device.arm(now, open, self.config.port, known);
+                let result = iface.poll_ingress_single(now, device, sockets);
+                if device.take_held() {
+                    self.stats.held_off += 1;
+                    ::log::debug!("all {N} slots busy: SYN held off");
+                }
+                match result {
+                    PollIngressSingleResult::None => break,
+                    _ => busy = true,
+                }
+            }
+            busy |= self.service(now, device.waiting(), sockets);
+            let listening = self
                 .slots
                 .iter()
-                .filter_map(|s| socket(s).remote_endpoint());
-            device.arm(open, self.config.port, known);
-            let result = iface.poll_ingress_single(now, device, sockets);
-            if device.take_held() {
-                self.stats.held_off += 1;
-                self.crowded_until = Some(now + CROWDED_FOR);
-                ::log::debug!("all {N} slots busy: SYN held off");
-            }
-            match result {
-                PollIngressSingleResult::None => break,
-                _ => busy = true,
+                .any(|s| sockets.get::<tcp::Socket>(s.handle).is_listening());
+            if device.waiting() == 0 || !listening {
+                break;
             }
         }
-        busy |= self.service(now, sockets);
         while iface.poll_egress(now, device, sockets) == PollResult::SocketStateChanged {
             busy = true;
         }
         busy
     }
 
-    /// Services every slot once.
-    fn service(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
+    /// Services every slot once. With `waiting` clients and no slot free for them, slots make
+    /// room first, one per waiting client: an idle keep-alive connection, then the oldest slow
+    /// request head, then the slowest reader under `Config::min_rate`.
+    fn service(&mut self, now: Instant, waiting: usize, sockets: &mut SocketSet<'_>) -> bool {
         let started = *self.started.get_or_insert(now);
         let infos: [SlotInfo; N] = core::array::from_fn(|i| self.slots[i].info());
-        // Someone was held off lately and no slot is free for their retry: only then does a
-        // connection make room, one at a time (none while one is still closing). A free slot
-        // will take the retry, so then nobody is pushed out.
-        let crowded = self.crowded_until.is_some_and(|t| now < t)
-            && !self.slots.iter().any(|s| {
+        // Slots that listen or are closing will take a waiting client without anyone leaving.
+        let coming_free = self
+            .slots
+            .iter()
+            .filter(|s| {
                 matches!(s.state, State::Close { .. })
                     || sockets.get::<tcp::Socket>(s.handle).is_listening()
-            });
+            })
+            .count();
+        let mut room = waiting.saturating_sub(coming_free);
+        let mut victims = heapless::Vec::<(slot::Evict, u64, usize), N>::new();
+        if room > 0 {
+            for (i, s) in self.slots.iter().enumerate() {
+                if let Some((why, key)) = s.eviction(now, &self.config) {
+                    let _ = victims.push((why, key, i));
+                }
+            }
+            victims.sort_unstable();
+            victims.truncate(room);
+            room -= victims.len();
+        }
         let mut cx = Cx {
             now,
             unix: self
@@ -282,11 +306,15 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             router: &mut self.router,
             slots: &infos,
             uptime: now - started,
-            crowded,
+            room_wanted: room,
         };
         let mut changed = false;
-        for slot in &mut self.slots {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            if let Some(&(why, _, _)) = victims.iter().find(|v| v.2 == i) {
+                slot.evict(why, socket, &mut cx);
+                changed = true;
+            }
             changed |= slot.service(socket, &mut cx);
         }
         changed

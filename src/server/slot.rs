@@ -11,7 +11,7 @@ use smoltcp::wire::IpEndpoint;
 use super::log::{LogLine, PeerDisplay};
 use super::respond::{self, Answer, Outcome};
 use super::{SlotInfo, State, Stats};
-use crate::config::{Config, MAX_HEADERS};
+use crate::config::{Config, MAX_HEADERS, RATE_WINDOW};
 use crate::handler::{Body, Context, Reply, Router, Token};
 use crate::http::{self, Method, Parse, Request, Status, Version};
 use crate::json::Window;
@@ -19,6 +19,8 @@ use crate::json::Window;
 /// While clients wait, a keep-alive connection idle this long is closed to make room. (A
 /// client reusing its connection sends its next request well within it.)
 const IDLE_GRACE: Duration = Duration::from_millis(200);
+/// While clients wait, a request head (or a new connection's silence) this old makes room.
+const HEAD_GRACE: Duration = Duration::from_millis(500);
 /// Steps one slot takes per poll at most; a slot cut short asks to be polled again at once.
 const MAX_STEPS: usize = 32;
 
@@ -57,8 +59,9 @@ pub(crate) struct Cx<'c, 'a> {
     pub(crate) router: &'c mut Router<'a>,
     pub(crate) slots: &'c [SlotInfo],
     pub(crate) uptime: Duration,
-    /// Clients wait for a slot: idle keep-alive connections make room.
-    pub(crate) crowded: bool,
+    /// Waiting clients still without room after this poll's evictions: a response that ends
+    /// with nothing more queued closes its connection for one of them.
+    pub(crate) room_wanted: usize,
 }
 
 impl<'c> Cx<'c, '_> {
@@ -93,6 +96,23 @@ pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
     pub(crate) served: u32,
     /// The step bound cut the last service short: poll again at once.
     again: bool,
+    /// Bytes of the current response put into the socket (head and body).
+    pushed: u64,
+    /// Start of the read-rate window: its time and the bytes acknowledged by then.
+    window: (Instant, u64),
+    /// The read rate over the last full window, bytes per second.
+    rate: Option<u32>,
+}
+
+/// Why a slot makes room for a waiting client, in the order slots are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Evict {
+    /// A keep-alive connection between requests: closed cleanly.
+    Idle,
+    /// A request head not complete (or not begun) after a grace time: 408, then closed.
+    Head,
+    /// A response read slower than `Config::min_rate`: aborted.
+    Slow,
 }
 
 impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
@@ -110,6 +130,81 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             log: LogLine::new(),
             served: 0,
             again: false,
+            pushed: 0,
+            window: (Instant::ZERO, 0),
+            rate: None,
+        }
+    }
+
+    /// Whether this slot would make room for a waiting client, and its place in the queue of
+    /// candidates of its kind (smaller goes first: the oldest head, the slowest reader).
+    pub(crate) fn eviction(&self, now: Instant, config: &Config) -> Option<(Evict, u64)> {
+        let age = |t: Instant| (now - t).total_millis();
+        match self.state {
+            // A client reusing its connection sends its next request well within the grace.
+            State::Head {
+                first_byte: None,
+                idle_since,
+            } if self.requests > 0 => {
+                (now >= idle_since + IDLE_GRACE).then(|| (Evict::Idle, u64::MAX - age(idle_since)))
+            }
+            State::Head {
+                first_byte,
+                idle_since,
+            } => {
+                let since = first_byte.unwrap_or(idle_since);
+                (now >= since + HEAD_GRACE).then(|| (Evict::Head, u64::MAX - age(since)))
+            }
+            State::Send { .. } => self
+                .rate
+                .filter(|&r| r < config.min_rate)
+                .map(|r| (Evict::Slow, u64::from(r))),
+            _ => None,
+        }
+    }
+
+    /// Makes room for a waiting client now.
+    pub(crate) fn evict(&mut self, why: Evict, socket: &mut tcp::Socket, cx: &mut Cx) {
+        let now = cx.now;
+        log::info!(
+            "{}: {} closed for a waiting client",
+            self.peer(),
+            match why {
+                Evict::Idle => "idle keep-alive connection",
+                Evict::Head => "slow request head",
+                Evict::Slow => "slow reader",
+            }
+        );
+        match why {
+            Evict::Idle => {
+                cx.stats.evicted_idle += 1;
+                self.close(socket, now);
+            }
+            Evict::Head => {
+                cx.stats.evicted_head += 1;
+                if self.buf.is_empty() {
+                    self.close(socket, now);
+                } else {
+                    self.reject(socket, cx, Status::RequestTimeout);
+                }
+            }
+            Evict::Slow => {
+                cx.stats.evicted_slow += 1;
+                self.log.finish(self.peer, now, "evicted: slow reader");
+                self.relisten(socket, cx.config.port);
+            }
+        }
+    }
+
+    /// Updates the read rate of the response being sent.
+    fn measure(&mut self, socket: &tcp::Socket, now: Instant) {
+        let acked = self.pushed.saturating_sub(socket.send_queue() as u64);
+        let (start, at_start) = self.window;
+        if now >= start + RATE_WINDOW {
+            let ms = (now - start).total_millis().max(1);
+            self.rate =
+                Some(((acked - at_start.min(acked)) * 1000 / ms).min(u64::from(u32::MAX)) as u32);
+            self.window = (now, acked);
         }
     }
 
@@ -223,13 +318,6 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                         cx.stats.timeouts += 1;
                         log::debug!("{}: idle connection closed", self.peer());
                         self.close(socket, now);
-                    } else if cx.crowded && self.requests > 0 && now >= idle_since + IDLE_GRACE {
-                        cx.crowded = false;
-                        log::debug!(
-                            "{}: idle keep-alive closed for a waiting client",
-                            self.peer()
-                        );
-                        self.close(socket, now);
                     }
                     return Step::Wait(self.state != before || read > 0);
                 }
@@ -288,6 +376,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                         return Step::Wait(true);
                     }
                 };
+                self.measure(socket, now);
                 if self.is_sent() {
                     self.requests += 1;
                     self.served += 1;
@@ -401,14 +490,14 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         let body_read = body_len > 0;
         // While clients wait for a slot, a connection with nothing more queued is told it
         // closes after this response, so it makes room without surprising its client.
-        let make_room = cx.crowded && self.buf.len() == consumed;
+        let make_room = cx.room_wanted > 0 && self.buf.len() == consumed;
         let status = answer.reply.status;
         let keep_alive = req.keep_alive
             && (!has_body || body_read)
             && (!status.is_error() || keeps_connection(status))
             && !make_room;
         if make_room {
-            cx.crowded = false;
+            cx.room_wanted -= 1;
             log::debug!(
                 "{}: closes after this response for a waiting client",
                 self.peer()
@@ -485,6 +574,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             }
         };
         self.log.bytes += n;
+        self.pushed += (total + n) as u64;
         Ok(total + n)
     }
 
@@ -568,6 +658,9 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         self.out.clear();
         self.out_sent = 0;
         self.log.bytes = 0;
+        self.pushed = 0;
+        self.window = (cx.now, 0);
+        self.rate = None;
         let keep_alive = keep_alive && version != Version::V09;
         self.set_state(State::Send {
             progress: cx.now,

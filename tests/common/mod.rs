@@ -183,6 +183,8 @@ pub struct Conn {
     /// Close our side after this many complete responses (None: wait for the server to close).
     close_after: Option<usize>,
     no_read: bool,
+    read_rate: Option<(usize, Duration)>,
+    next_read: Instant,
     again: usize,
     /// Requests sent so far.
     rounds: usize,
@@ -200,7 +202,7 @@ pub struct Conn {
 }
 
 /// Options for one client connection.
-#[derive(Clone, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct Opts {
     pub gap: Option<Duration>,
     /// Never read: the receive window fills and stays shut.
@@ -209,6 +211,10 @@ pub struct Opts {
     /// response is complete (a keep-alive client like wrk).
     pub again: usize,
     pub close_after: Option<usize>,
+    /// Read at most this many bytes each this long (a slow reader).
+    pub read_rate: Option<(usize, Duration)>,
+    /// The client socket's receive buffer (default 64 KiB).
+    pub rx_buffer: Option<usize>,
 }
 
 impl Opts {
@@ -362,7 +368,7 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
     /// Opens a client connection that will send `request`; returns its index.
     pub fn open(&mut self, request: &[u8], opts: Opts) -> usize {
         let socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 65536]),
+            tcp::SocketBuffer::new(vec![0; opts.rx_buffer.unwrap_or(65536)]),
             tcp::SocketBuffer::new(vec![0; 65536]),
         );
         let handle = self.client_sockets.add(socket);
@@ -384,6 +390,8 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
             next_send: self.now,
             close_after: opts.close_after,
             no_read: opts.no_read,
+            read_rate: opts.read_rate,
+            next_read: self.now,
             again: opts.again,
             rounds: 1,
             received: Vec::new(),
@@ -436,16 +444,26 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
                     c.next_send = now + g;
                 }
             }
-            while s.can_recv() && !c.no_read {
+            let mut budget = match c.read_rate {
+                Some((n, every)) if now >= c.next_read => {
+                    c.next_read = now + every;
+                    n
+                }
+                Some(_) => 0,
+                None => usize::MAX,
+            };
+            while s.can_recv() && !c.no_read && budget > 0 {
                 let n = s
                     .recv(|d| {
-                        c.received.extend_from_slice(d);
-                        (d.len(), d.len())
+                        let n = d.len().min(budget);
+                        c.received.extend_from_slice(&d[..n]);
+                        (n, n)
                     })
                     .unwrap_or(0);
                 if n == 0 {
                     break;
                 }
+                budget -= n;
                 c.last_rx = Some(now);
             }
             if c.again > 0 && c.sent == c.request.len() && count_responses(&c.received) == c.rounds
@@ -497,6 +515,9 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
         for c in &self.conns {
             if !c.ended && c.sent < c.request.len() && c.gap.is_some() {
                 consider(Some(c.next_send));
+            }
+            if !c.ended && c.read_rate.is_some() {
+                consider(Some(c.next_read));
             }
         }
         at

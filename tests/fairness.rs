@@ -1,0 +1,137 @@
+//! Ten slots that never stall: a held-off SYN is kept and answered the moment a slot frees,
+//! and while a client waits with no slot free, slots make room in a fixed order (an idle
+//! keep-alive connection, the oldest slow request head, the slowest reader); without a waiting
+//! client nobody is cut. Simulated time, 2 slots to exhaust them cheaply.
+
+mod common;
+
+use common::{get_close, Opts, Response, Sim};
+use smoltcp::time::{Duration, Instant};
+
+fn file(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/fs_image{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn ms(a: Instant, b: Instant) -> i64 {
+    (b - a).total_millis() as i64 * if b >= a { 1 } else { -1 }
+}
+
+#[test]
+fn a_held_syn_is_answered_when_a_slot_frees() {
+    let mut sim: Sim<2> = Sim::new();
+    let video = file("/video/Planeta.mp4");
+    let a = sim.open(&get_close("/video/Planeta.mp4"), Opts::like_curl());
+    let b = sim.open(&get_close("/video/Planeta.mp4"), Opts::like_curl());
+    let c = sim.open(&get_close("/index.html"), Opts::like_curl());
+    assert!(sim.run(Duration::from_secs(30)));
+    assert!(sim.server.stats().held_off >= 1, "{:?}", sim.server.stats());
+    for i in [a, b] {
+        assert_eq!(Response::parse(&sim.conns[i].received).unwrap().body, video);
+    }
+    assert_eq!(Response::parse(&sim.conns[c].received).unwrap().status, 200);
+    // The waiting client is done within moments of the first download, not after its TCP's
+    // one-second SYN retry.
+    let first_free = sim.conns[a].ended_at.min(sim.conns[b].ended_at).unwrap();
+    let waited = ms(first_free, sim.conns[c].ended_at.unwrap());
+    assert!(waited < 100, "served {waited} ms after a slot freed");
+    assert_eq!(sim.resets_from_server(), 0);
+}
+
+#[test]
+fn idle_keep_alive_makes_room_at_once() {
+    let mut sim: Sim<2> = Sim::new();
+    // Two keep-alive clients take their page and keep the connection open.
+    let keep = b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n";
+    let a = sim.open(keep, Opts::default());
+    let b = sim.open(keep, Opts::default());
+    sim.advance(Duration::from_secs(1));
+    let opened = sim.now;
+    let c = sim.open(&get_close("/img/car.jpeg"), Opts::like_curl());
+    sim.run(Duration::from_secs(3));
+    let r = Response::parse(&sim.conns[c].received).expect("the new client was served");
+    assert_eq!(r.body, file("/img/car.jpeg"));
+    let took = ms(opened, sim.conns[c].ended_at.unwrap());
+    assert!(took < 100, "new client served after {took} ms");
+    let stats = sim.server.stats();
+    assert_eq!(stats.evicted_idle, 1, "{stats:?}");
+    // The evicted one had its answer and was closed cleanly, not reset.
+    let evicted = [a, b].into_iter().find(|&i| sim.conns[i].ended).unwrap();
+    assert!(!sim.conns[evicted].reset);
+    assert_eq!(
+        Response::parse(&sim.conns[evicted].received)
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[test]
+fn slow_heads_make_room_oldest_first_with_408() {
+    let mut sim: Sim<2> = Sim::new();
+    let slow = Opts {
+        gap: Some(Duration::from_millis(300)),
+        ..Opts::default()
+    };
+    let head = b"GET /index.html HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaa\r\n\r\n";
+    let old = sim.open(head, slow);
+    sim.advance(Duration::from_millis(200));
+    let young = sim.open(head, slow);
+    sim.advance(Duration::from_millis(1000));
+    let opened = sim.now;
+    let c = sim.open(&get_close("/index.html"), Opts::like_curl());
+    sim.advance(Duration::from_millis(500));
+    assert!(sim.conns[c].ended, "the new client waits");
+    assert!(ms(opened, sim.conns[c].ended_at.unwrap()) < 100);
+    let r = Response::parse(&sim.conns[old].received).expect("the oldest head got an answer");
+    assert_eq!(r.status, 408);
+    assert!(
+        sim.conns[young].received.is_empty(),
+        "the younger head was cut too"
+    );
+    assert_eq!(sim.server.stats().evicted_head, 1);
+}
+
+#[test]
+fn the_slowest_reader_makes_room_and_only_under_pressure() {
+    let mut sim: Sim<2> = Sim::new();
+    let reader = |bytes| Opts {
+        read_rate: Some((bytes, Duration::from_millis(100))),
+        rx_buffer: Some(2048),
+        ..Opts::like_curl()
+    };
+    // 1 KB/s and 1.5 KB/s readers of the video: both under the 2 KB/s minimum.
+    let slowest = sim.open(&get_close("/video/Planeta.mp4"), reader(100));
+    let slow = sim.open(&get_close("/video/Planeta.mp4"), reader(150));
+    sim.advance(Duration::from_secs(6));
+    assert_eq!(sim.server.stats().evicted_slow, 0, "cut without pressure");
+    let opened = sim.now;
+    let c = sim.open(&get_close("/index.html"), Opts::like_curl());
+    sim.advance(Duration::from_millis(500));
+    assert!(sim.conns[c].ended && ms(opened, sim.conns[c].ended_at.unwrap()) < 100);
+    assert_eq!(sim.server.stats().evicted_slow, 1);
+    assert!(
+        sim.conns[slowest].ended,
+        "the slowest reader was not the one cut"
+    );
+    assert!(!sim.conns[slow].ended, "the faster of the two was cut");
+}
+
+#[test]
+fn a_lone_slow_reader_gets_every_byte() {
+    let mut sim: Sim<2> = Sim::new();
+    let car = file("/img/car.jpeg");
+    let i = sim.open(
+        &get_close("/img/car.jpeg"),
+        Opts {
+            read_rate: Some((100, Duration::from_millis(100))),
+            rx_buffer: Some(2048),
+            ..Opts::like_curl()
+        },
+    );
+    assert!(sim.run(Duration::from_secs(60)));
+    let r = Response::parse(&sim.conns[i].received).unwrap();
+    assert_eq!(r.body, car);
+    let took = ms(Instant::from_millis(0), sim.conns[i].ended_at.unwrap());
+    assert!(took > 10_000, "read in {took} ms: not a slow reader");
+    assert_eq!(sim.server.stats().evicted_slow, 0);
+}
