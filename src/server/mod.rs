@@ -307,13 +307,16 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             slots: &infos,
             uptime: now - started,
             room_wanted: room,
+            pressure: waiting > 0,
         };
         let mut changed = false;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
             if let Some(&(why, _, _)) = victims.iter().find(|v| v.2 == i) {
+                // Serviced again on the next poll, after this one's egress sent the FIN.
                 slot.evict(why, socket, &mut cx);
                 changed = true;
+                continue;
             }
             changed |= slot.service(socket, &mut cx);
         }

@@ -62,6 +62,9 @@ pub(crate) struct Cx<'c, 'a> {
     /// Waiting clients still without room after this poll's evictions: a response that ends
     /// with nothing more queued closes its connection for one of them.
     pub(crate) room_wanted: usize,
+    /// Clients wait for a slot: a closing connection whose FIN is acknowledged frees its
+    /// slot at once instead of lingering.
+    pub(crate) pressure: bool,
 }
 
 impl<'c> Cx<'c, '_> {
@@ -194,6 +197,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 self.relisten(socket, cx.config.port);
             }
         }
+        // Look again on the very next poll, once the FIN (or the 408) has gone out.
+        self.again = true;
     }
 
     /// Updates the read rate of the response being sent.
@@ -435,8 +440,20 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                         queued: now_queued,
                         tcp: now_tcp,
                     }),
-                    // Our FIN is acknowledged and the peer does not close: give up after the
-                    // linger time. Anything still unacknowledged gets the send deadline.
+                    // A client waits: once every byte of the response is acknowledged and our
+                    // FIN has gone out (on an earlier poll), the slot is freed without waiting
+                    // for the peer's close or its delayed ACK; it gets a reset after the FIN.
+                    tcp::State::FinWait1
+                    | tcp::State::FinWait2
+                    | tcp::State::Closing
+                    | tcp::State::LastAck
+                        if cx.pressure && now_queued == 0 =>
+                    {
+                        self.relisten(socket, config.port);
+                    }
+                    // Our FIN is acknowledged (so is every byte before it) and the peer does not
+                    // close: give up after the linger time. Anything still unacknowledged gets
+                    // the send deadline.
                     tcp::State::FinWait2 if now >= progress + config.linger_timeout => {
                         self.relisten(socket, config.port);
                     }
