@@ -30,6 +30,49 @@ pub struct Message {
     pub text: heapless::String<MAX_TEXT>,
 }
 
+impl Message {
+    /// `{"id":N,"name":"..","text":".."}`.
+    pub fn write_json(&self, sink: &mut (impl Sink + ?Sized)) -> Result<(), Full> {
+        sink.put(b"{\"id\":")?;
+        put_number(sink, self.id)?;
+        sink.put(b",\"name\":")?;
+        json_string(&self.name, sink)?;
+        sink.put(b",\"text\":")?;
+        json_string(&self.text, sink)?;
+        sink.put(b"}")
+    }
+}
+
+/// Writes one whole event at `out[*w..]` and moves `w` past it, or writes nothing and returns
+/// false when it does not fit.
+fn put_event(
+    out: &mut [u8],
+    w: &mut usize,
+    render: &dyn Fn(&mut dyn Sink) -> Result<(), Full>,
+) -> bool {
+    let mut c = Counter(0);
+    let _ = render(&mut c);
+    if *w + c.0 > out.len() {
+        return false;
+    }
+    let mut win = crate::json::Window {
+        skip: 0,
+        out: &mut out[*w..*w + c.0],
+        written: 0,
+    };
+    let _ = render(&mut win);
+    *w += c.0;
+    true
+}
+
+/// Writes a number in decimal.
+fn put_number(sink: &mut (impl Sink + ?Sized), n: u32) -> Result<(), Full> {
+    let mut num = heapless::String::<12>::new();
+    // Cannot fail: a u32 has at most 10 digits.
+    let _ = write!(num, "{n}");
+    sink.put(num.as_bytes())
+}
+
 /// Why a post was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PostError {
@@ -150,15 +193,10 @@ impl ChatReply {
         sink.put(num.as_bytes())?;
         sink.put(b",\"messages\":[")?;
         for (i, m) in chat.range(self.since, self.upto).enumerate() {
-            num.clear();
-            let _ = write!(num, "{}", m.id);
-            sink.put(if i == 0 { b"{\"id\":" } else { b",{\"id\":" })?;
-            sink.put(num.as_bytes())?;
-            sink.put(b",\"name\":")?;
-            json_string(&m.name, sink)?;
-            sink.put(b",\"text\":")?;
-            json_string(&m.text, sink)?;
-            sink.put(b"}")?;
+            if i > 0 {
+                sink.put(b",")?;
+            }
+            m.write_json(sink)?;
         }
         sink.put(b"]}\n")
     }
@@ -220,13 +258,15 @@ fn decode_field<const N: usize>(value: &[u8]) -> Result<heapless::String<N>, Pos
     heapless::String::from_utf8(out).map_err(|_| PostError::Invalid)
 }
 
-/// The chat on a route: `GET` answers `{"next":..,"messages":[..]}` from `?since=N`, `POST`
-/// takes a form and answers 201 with `Location` and `{"id":N}`.
+/// The chat on a route (a prefix route on `/chat`): `GET /chat` answers
+/// `{"next":..,"messages":[..]}` from `?since=N`, `POST /chat` takes a form and answers 201
+/// with `Location` and `{"id":N}`, and `GET /chat/events` is a Server-Sent Events stream of
+/// the messages, resumed from `Last-Event-ID` or `?since=N`.
 ///
 /// ```
 /// # use smolhttpd::{chat::ChatRoom, handler::{Methods, Route}};
 /// let mut chat = ChatRoom::<64>::new();
-/// let route = Route::exact(Methods::GET | Methods::POST, "/chat", &mut chat)
+/// let route = Route::prefix(Methods::GET | Methods::POST, "/chat", &mut chat)
 ///     .max_body(smolhttpd::chat::MAX_FORM);
 /// # let _ = route;
 /// ```
@@ -238,6 +278,11 @@ pub struct ChatRoom<const M: usize = MESSAGES> {
 /// Token kinds of the room's rendered bodies.
 const LIST: u32 = 0;
 const CREATED: u32 = 1;
+const STREAM: u32 = 2;
+/// The stream's first lines: how long the browser waits before it reconnects.
+const RETRY: &[u8] = b"retry: 2000\n\n";
+/// The stream's keep-alive, an SSE comment.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 impl<const M: usize> ChatRoom<M> {
     /// An empty room.
@@ -256,17 +301,44 @@ impl<const M: usize> ChatRoom<M> {
     }
 
     fn created(id: u32, out: &mut (impl Sink + ?Sized)) -> Result<(), Full> {
-        let mut num = heapless::String::<12>::new();
-        // Cannot fail: a u32 has at most 10 digits.
-        let _ = write!(num, "{id}");
         out.put(b"{\"id\":")?;
-        out.put(num.as_bytes())?;
+        put_number(out, id)?;
         out.put(b"}\n")
+    }
+
+    /// `GET /chat/events`: the stream from the resume point (`Last-Event-ID`, else `?since`,
+    /// else 0).
+    fn events(&self, req: &Request<'_>) -> Reply {
+        let last = req.header("last-event-id").and_then(|v| {
+            let v = core::str::from_utf8(v).ok()?;
+            (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).then(|| v.parse().ok())?
+        });
+        let Some(since) = last.or_else(|| parse_since(req.query)) else {
+            return Reply::error(Status::BadRequest);
+        };
+        Reply::new(
+            Status::Ok,
+            "text/event-stream",
+            Body::Stream {
+                token: [STREAM, since, 0, 0],
+            },
+        )
+        .with_headers("Cache-Control: no-store\r\n")
     }
 }
 
 impl<const M: usize> Handler for ChatRoom<M> {
     fn handle(&mut self, req: &Request<'_>, _: &Context<'_>) -> Result<Reply, handler::Error> {
+        match (req.path, req.method) {
+            ("/chat", _) => {}
+            ("/chat/events", crate::http::Method::Get | crate::http::Method::Head) => {
+                return Ok(self.events(req))
+            }
+            ("/chat/events", _) => {
+                return Ok(Reply::error(Status::MethodNotAllowed).header("Allow", "GET"))
+            }
+            _ => return Ok(Reply::error(Status::NotFound)),
+        }
         if req.method == crate::http::Method::Post {
             let form = req.content_type.is_some_and(|t| {
                 let essence = t.split(|&b| b == b';').next().unwrap_or(b"");
@@ -316,6 +388,55 @@ impl<const M: usize> Handler for ChatRoom<M> {
             [CREATED, id, ..] => Self::created(id, out),
             [_, since, upto, first] => ChatReply { since, upto, first }.write(&self.chat, out),
         }
+    }
+
+    /// Events after the cursor `token[1]`, each `id: N` + `data: <message JSON>`; first the
+    /// retry hint and, when messages past the resume point were dropped from the ring, a
+    /// `gap` event `{"from":A,"to":B}` naming them. Nothing is copied per listener: events
+    /// are rendered from the ring into the send buffer.
+    fn stream(&self, token: &mut Token, out: &mut [u8], idle: bool) -> usize {
+        let mut w = 0;
+        if token[2] == 0 {
+            if !put_event(out, &mut w, &|s| s.put(RETRY)) {
+                return 0;
+            }
+            token[2] = 1;
+        }
+        let cursor = token[1];
+        if let Some(oldest) = self
+            .chat
+            .oldest_id()
+            .filter(|&o| o > cursor.saturating_add(1))
+        {
+            let gap = |s: &mut dyn Sink| {
+                s.put(b"event: gap\ndata: {\"from\":")?;
+                put_number(s, cursor + 1)?;
+                s.put(b",\"to\":")?;
+                put_number(s, oldest - 1)?;
+                s.put(b"}\n\n")
+            };
+            if !put_event(out, &mut w, &gap) {
+                return w;
+            }
+            token[1] = oldest - 1;
+        }
+        for m in self.chat.range(token[1], u32::MAX) {
+            let event = |s: &mut dyn Sink| {
+                s.put(b"id: ")?;
+                put_number(s, m.id)?;
+                s.put(b"\ndata: ")?;
+                m.write_json(s)?;
+                s.put(b"\n\n")
+            };
+            if !put_event(out, &mut w, &event) {
+                return w;
+            }
+            token[1] = m.id;
+        }
+        if w == 0 && idle {
+            put_event(out, &mut w, &|s| s.put(KEEP_ALIVE));
+        }
+        w
     }
 
     fn still_valid(&self, token: Token) -> bool {

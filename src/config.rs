@@ -45,6 +45,11 @@ pub struct Config {
     /// Bytes per second a client must read a response at to keep its slot while other clients
     /// wait for one (measured over [`RATE_WINDOW`]). Without waiting clients nobody is cut.
     pub min_rate: u32,
+    /// Slots that may hold an open stream ([`crate::handler::Body::Stream`]) at once; one
+    /// more is answered 503 with `Retry-After`.
+    pub max_streams: usize,
+    /// A stream that sent nothing this long is asked for a keep-alive.
+    pub stream_heartbeat: Duration,
 }
 
 /// The window over which a response's read rate is measured.
@@ -62,6 +67,8 @@ impl Config {
             linger_timeout: Duration::from_secs(2),
             rx_budget: 64,
             min_rate: 2048,
+            max_streams: 6,
+            stream_heartbeat: Duration::from_secs(15),
         }
     }
 
@@ -100,6 +107,12 @@ impl Config {
     /// Set the minimum read rate (bytes per second) under pressure.
     pub const fn min_rate(mut self, bytes_per_sec: u32) -> Self {
         self.min_rate = bytes_per_sec;
+        self
+    }
+
+    /// Set how many slots may hold open streams at once.
+    pub const fn max_streams(mut self, n: usize) -> Self {
+        self.max_streams = n;
         self
     }
 }

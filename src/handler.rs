@@ -36,14 +36,21 @@ pub enum Body {
     /// `len` bytes that [`Handler::render`] writes when asked, as often as the socket's send
     /// buffer needs, each time skipping what was already sent. `len` must be exact.
     Rendered { len: usize, token: Token },
+    /// An open-ended stream (Server-Sent Events): no `Content-Length`, the connection ends
+    /// with it. The server calls [`Handler::stream`] whenever it can send and the handler has
+    /// more; such a response is the first to give way when a client waits for a slot, and at
+    /// most `Config::max_streams` are open at once (then 503).
+    Stream { token: Token },
 }
 
 impl Body {
     /// The body's length in bytes.
+    /// The body's length in bytes (0 for a stream, whose length is not known).
     pub const fn len(&self) -> usize {
         match self {
             Body::Static(data) => data.len(),
             Body::Rendered { len, .. } => *len,
+            Body::Stream { .. } => 0,
         }
     }
 
@@ -159,6 +166,8 @@ pub struct Context<'c> {
     pub stats: Stats,
     /// Every slot's state as the server sees it.
     pub slots: &'c [SlotInfo],
+    /// Streams open now (slots sending a [`Body::Stream`]).
+    pub streams: usize,
 }
 
 /// Code that answers requests on a route. All methods run inside [`crate::Server::poll`] and
@@ -180,6 +189,15 @@ pub trait Handler {
     fn still_valid(&self, token: Token) -> bool {
         let _ = token;
         true
+    }
+
+    /// Writes what a [`Body::Stream`] has ready after `token` into `out`, whole events only
+    /// (what does not fit waits for the next call), moves `token` on past it, and returns the
+    /// bytes written. `idle` says nothing was sent for `Config::stream_heartbeat`: write a
+    /// keep-alive then (an SSE comment line).
+    fn stream(&self, token: &mut Token, out: &mut [u8], idle: bool) -> usize {
+        let _ = (token, out, idle);
+        0
     }
 }
 
@@ -300,6 +318,18 @@ impl<'a> Router<'a> {
             // Full only means the sink is; the rest goes next time.
             let _ = r.handler.render(token, out);
         }
+    }
+
+    pub(crate) fn stream(
+        &self,
+        route: usize,
+        token: &mut Token,
+        out: &mut [u8],
+        idle: bool,
+    ) -> usize {
+        self.routes
+            .get(route)
+            .map_or(0, |r| r.handler.stream(token, out, idle).min(out.len()))
     }
 
     pub(crate) fn still_valid(&self, route: usize, token: Token) -> bool {

@@ -100,6 +100,7 @@ impl<const N: usize> Snapshot<N> {
             ("server_errors", u64::from(st.server_errors)),
             ("timeouts", u64::from(st.timeouts)),
             ("held_off", u64::from(st.held_off)),
+            ("evicted_stream", u64::from(st.evicted_stream)),
             ("evicted_idle", u64::from(st.evicted_idle)),
             ("evicted_head", u64::from(st.evicted_head)),
             ("evicted_slow", u64::from(st.evicted_slow)),

@@ -140,3 +140,39 @@ fn custom_handlers_allocate_nothing() {
         "the server or a handler allocated {n} times while serving"
     );
 }
+
+#[test]
+fn open_streams_allocate_nothing() {
+    let mut sim: Sim = Sim::new();
+    sim.around_server = Some(in_server);
+    let listeners: Vec<usize> = (0..3)
+        .map(|_| {
+            sim.open(
+                b"GET /chat/events HTTP/1.1\r\nHost: t\r\n\r\n",
+                Opts::default(),
+            )
+        })
+        .collect();
+    sim.advance(Duration::from_millis(100));
+    for i in 0..10 {
+        let body = format!("name=n&text=event{i}");
+        let req = format!(
+            "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        sim.open(req.as_bytes(), Opts::like_curl());
+        sim.advance(Duration::from_millis(50));
+    }
+    // A heartbeat too.
+    sim.advance(Duration::from_secs(16));
+    for &l in &listeners {
+        let text = String::from_utf8_lossy(&sim.conns[l].received).to_string();
+        assert!(
+            text.contains("id: 10\n") && text.contains(": keep-alive\n\n"),
+            "{text}"
+        );
+    }
+    let n = take_count();
+    assert_eq!(n, 0, "the server allocated {n} times with streams open");
+}

@@ -57,6 +57,8 @@ pub struct Stats {
     pub timeouts: u32,
     /// SYNs held off because every slot was busy.
     pub held_off: u32,
+    /// Open streams closed for a waiting client.
+    pub evicted_stream: u32,
     /// Idle keep-alive connections closed for a waiting client.
     pub evicted_idle: u32,
     /// Incomplete request heads answered 408 (or empty connections closed) for a waiting client.
@@ -98,11 +100,13 @@ pub enum SlotState {
     Head,
     Body,
     Send,
+    /// Sending an open-ended stream.
+    Stream,
     Close,
 }
 
 impl SlotState {
-    fn of(state: State) -> SlotState {
+    pub(crate) fn of(state: State) -> SlotState {
         match state {
             State::Listen => SlotState::Listen,
             State::Head {
@@ -123,6 +127,7 @@ impl SlotState {
             SlotState::Head => "head",
             SlotState::Body => "body",
             SlotState::Send => "send",
+            SlotState::Stream => "stream",
             SlotState::Close => "close",
         }
     }
@@ -308,7 +313,9 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             uptime: now - started,
             room_wanted: room,
             pressure: waiting > 0,
+            streams: self.slots.iter().filter(|s| s.is_streaming()).count(),
         };
+        let requests = cx.stats.requests;
         let mut changed = false;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
@@ -319,6 +326,14 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
                 continue;
             }
             changed |= slot.service(socket, &mut cx);
+        }
+        // A request answered in this pass (a chat post, say) may have news for the streams
+        // serviced before it: they send it in this same poll.
+        if cx.stats.requests != requests {
+            for slot in self.slots.iter_mut().filter(|s| s.is_streaming()) {
+                let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+                changed |= slot.service(socket, &mut cx);
+            }
         }
         changed
     }

@@ -187,6 +187,7 @@ pub(crate) fn write_head<const H: usize>(
         && head.put(reply.headers)
         && head.put(&reply.dynamic)
         && (reply.status == Status::NotModified
+            || matches!(reply.body, Body::Stream { .. })
             || write!(head, "Content-Length: {length}\r\n").is_ok())
         && head.put(match (keep_alive, version) {
             (false, _) => "Connection: close\r\n",

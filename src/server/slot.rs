@@ -36,6 +36,12 @@ enum Sending {
         sent: usize,
         len: usize,
     },
+    /// An open-ended stream of the handler of `route`; `last` is when it last sent bytes.
+    Stream {
+        route: usize,
+        token: Token,
+        last: Instant,
+    },
 }
 
 /// The result of one step.
@@ -65,6 +71,8 @@ pub(crate) struct Cx<'c, 'a> {
     /// Clients wait for a slot: a closing connection whose FIN is acknowledged frees its
     /// slot at once instead of lingering.
     pub(crate) pressure: bool,
+    /// Streams open now.
+    pub(crate) streams: usize,
 }
 
 impl<'c> Cx<'c, '_> {
@@ -75,6 +83,7 @@ impl<'c> Cx<'c, '_> {
             slot,
             stats: *self.stats,
             slots: self.slots,
+            streams: self.streams,
         }
     }
 }
@@ -110,6 +119,8 @@ pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
 /// Why a slot makes room for a waiting client, in the order slots are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Evict {
+    /// An open stream: closed cleanly, between events (its client reconnects and resumes).
+    Stream,
     /// A keep-alive connection between requests: closed cleanly.
     Idle,
     /// A request head not complete (or not begun) after a grace time: 408, then closed.
@@ -158,12 +169,18 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 let since = first_byte.unwrap_or(idle_since);
                 (now >= since + HEAD_GRACE).then(|| (Evict::Head, u64::MAX - age(since)))
             }
+            State::Send { .. } if self.is_streaming() => Some((Evict::Stream, 0)),
             State::Send { .. } => self
                 .rate
                 .filter(|&r| r < config.min_rate)
                 .map(|r| (Evict::Slow, u64::from(r))),
             _ => None,
         }
+    }
+
+    /// True while the slot sends an open-ended stream.
+    pub(crate) fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Send { .. }) && matches!(self.body, Sending::Stream { .. })
     }
 
     /// Makes room for a waiting client now.
@@ -173,12 +190,19 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             "{}: {} closed for a waiting client",
             self.peer(),
             match why {
+                Evict::Stream => "open stream",
                 Evict::Idle => "idle keep-alive connection",
                 Evict::Head => "slow request head",
                 Evict::Slow => "slow reader",
             }
         );
         match why {
+            Evict::Stream => {
+                cx.stats.evicted_stream += 1;
+                self.log
+                    .finish(self.peer, now, "stream closed for a waiting client");
+                self.close(socket, now);
+            }
             Evict::Idle => {
                 cx.stats.evicted_idle += 1;
                 self.close(socket, now);
@@ -235,6 +259,11 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             } => Some(t + config.head_timeout),
             State::Head { idle_since, .. } => Some(idle_since + config.idle_timeout),
             State::Body { last_read, .. } => Some(last_read + config.body_timeout),
+            // A stream wakes for its heartbeat; pending bytes meet the send deadline then.
+            State::Send { .. } if self.is_streaming() => match self.body {
+                Sending::Stream { last, .. } => Some(last + config.stream_heartbeat),
+                _ => None,
+            },
             State::Send { progress, .. } => Some(progress + config.send_timeout),
             State::Close {
                 progress,
@@ -372,7 +401,13 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     self.relisten(socket, config.port);
                     return Step::Wait(true);
                 }
-                let sent = match self.write(socket, cx.router) {
+                if self.is_streaming() && peer_closed(socket) {
+                    // The listener went away (EventSource closed): end the stream.
+                    self.log.finish(self.peer, now, "");
+                    self.close(socket, now);
+                    return Step::Wait(true);
+                }
+                let sent = match self.write(socket, cx.router, now, config) {
                     Ok(n) => n,
                     Err(Stale) => {
                         log::debug!("{}: rendered body outrun by its data, aborted", self.peer());
@@ -381,7 +416,9 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                         return Step::Wait(true);
                     }
                 };
-                self.measure(socket, now);
+                if !self.is_streaming() {
+                    self.measure(socket, now);
+                }
                 if self.is_sent() {
                     self.requests += 1;
                     self.served += 1;
@@ -403,7 +440,9 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                         progress: now,
                         keep_alive,
                     });
-                } else if now >= progress + config.send_timeout {
+                } else if now >= progress + config.send_timeout
+                    && (!self.is_streaming() || socket.send_queue() > 0)
+                {
                     cx.stats.timeouts += 1;
                     self.log.finish(self.peer, now, "send timeout");
                     self.relisten(socket, config.port);
@@ -502,6 +541,16 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             }
             Outcome::Reply(answer, body_len) => (answer, body_len),
         };
+        let mut answer = answer;
+        if matches!(answer.reply.body, Body::Stream { .. }) && req.method != Method::Head {
+            if cx.streams >= cx.config.max_streams {
+                log::debug!("{}: {} streams open, answered 503", self.peer(), cx.streams);
+                answer.reply = Reply::error(Status::ServiceUnavailable).header("Retry-After", 5);
+            } else {
+                cx.streams += 1;
+            }
+        }
+        let stream = matches!(answer.reply.body, Body::Stream { .. });
         let consumed = req.head_len + body_len;
         let has_body = req.content_length.unwrap_or(0) > 0 || req.transfer_encoding;
         let body_read = body_len > 0;
@@ -512,7 +561,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         let keep_alive = req.keep_alive
             && (!has_body || body_read)
             && (!status.is_error() || keeps_connection(status))
-            && !make_room;
+            && !make_room
+            && !stream;
         if make_room {
             cx.room_wanted -= 1;
             log::debug!(
@@ -548,7 +598,13 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     }
 
     /// Writes head, then body, as far as the socket takes them; returns the byte count.
-    fn write(&mut self, socket: &mut tcp::Socket, router: &Router) -> Result<usize, Stale> {
+    fn write(
+        &mut self,
+        socket: &mut tcp::Socket,
+        router: &Router,
+        now: Instant,
+        config: &Config,
+    ) -> Result<usize, Stale> {
         let mut total = 0;
         if self.out_sent < self.out.len() {
             let n = socket.send_slice(&self.out[self.out_sent..]).unwrap_or(0);
@@ -589,6 +645,19 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 *sent += n;
                 n
             }
+            Sending::Stream { route, token, last } => {
+                let idle = now >= *last + config.stream_heartbeat;
+                let n = socket
+                    .send(|buf| {
+                        let n = router.stream(*route, token, buf, idle);
+                        (n, n)
+                    })
+                    .unwrap_or(0);
+                if n > 0 || idle {
+                    *last = now;
+                }
+                n
+            }
         };
         self.log.bytes += n;
         self.pushed += (total + n) as u64;
@@ -608,6 +677,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             && match self.body {
                 Sending::Static { data, sent } => sent == data.len(),
                 Sending::Rendered { sent, len, .. } => sent == len,
+                Sending::Stream { .. } => false,
             }
     }
 
@@ -633,7 +703,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         self.start(answer, req.method, req.version, false, cx);
         self.buf.clear();
         // Cannot be stale: the body is static.
-        let _ = self.write(socket, cx.router);
+        let _ = self.write(socket, cx.router, cx.now, cx.config);
         if self.is_sent() {
             self.log.finish(self.peer, cx.now, "");
             self.close(socket, cx.now);
@@ -660,6 +730,11 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 token,
                 sent: 0,
                 len,
+            },
+            Body::Stream { token } => Sending::Stream {
+                route: answer.route,
+                token,
+                last: cx.now,
             },
         };
         let stats = &mut *cx.stats;
@@ -717,7 +792,11 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     /// The slot as `/status` shows it.
     pub(crate) fn info(&self) -> SlotInfo {
         SlotInfo {
-            state: super::SlotState::of(self.state),
+            state: if self.is_streaming() {
+                super::SlotState::Stream
+            } else {
+                super::SlotState::of(self.state)
+            },
             served: self.served,
         }
     }
@@ -745,7 +824,7 @@ impl Reply {
     fn body_bytes(&self) -> &'static [u8] {
         match self.body {
             Body::Static(data) => data,
-            Body::Rendered { .. } => &[],
+            Body::Rendered { .. } | Body::Stream { .. } => &[],
         }
     }
 }

@@ -314,7 +314,7 @@ fn serve<D: Device, W: WaitOn>(
     let mut status = StatusPage::<SLOTS>::new();
     let mut files = Files::new(site::FILES);
     let mut routes = [
-        Route::exact(Methods::GET | Methods::POST, "/chat", &mut chat).max_body(chat::MAX_FORM),
+        Route::prefix(Methods::GET | Methods::POST, "/chat", &mut chat).max_body(chat::MAX_FORM),
         Route::exact(Methods::GET | Methods::HEAD, "/status", &mut status),
         Route::prefix(Methods::GET | Methods::HEAD, "/", &mut files),
     ];

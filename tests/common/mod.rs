@@ -262,7 +262,7 @@ pub fn leak_handler<H: Handler + 'static>(h: H) -> &'static mut dyn Handler {
 /// The binary's routes: the chat, `/status`, and the built-in image as the catch-all.
 pub fn site_routes<const N: usize>() -> Vec<Route<'static>> {
     vec![
-        Route::exact(
+        Route::prefix(
             Methods::GET | Methods::POST,
             "/chat",
             leak_handler(ChatRoom::<{ chat::MESSAGES }>::new()),
@@ -588,6 +588,17 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
     pub fn get(&mut self, path: &str) -> Response {
         let raw = self.exchange(&get_close(path));
         Response::parse(&raw).unwrap_or_else(|| panic!("unparsable response to {path}: {raw:?}"))
+    }
+
+    /// One round at the current time: the server polls once, then the clients.
+    pub fn step_once(&mut self) {
+        self.step();
+    }
+
+    /// Closes client connection `i` from the client's side (FIN), as a listener that leaves.
+    pub fn close_client(&mut self, i: usize) {
+        let handle = self.conns[i].handle;
+        self.client_sockets.get_mut::<tcp::Socket>(handle).close();
     }
 
     /// Forgets every client connection and frees its socket.
