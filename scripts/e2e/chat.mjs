@@ -7,18 +7,22 @@
 // Env: EXPECT_TEXTS  JSON array of [name, text] pairs that must be shown (as text) before
 //                    the page posts anything, e.g. '[["ana","<script>alert(1)</script> hola"]]'
 //      POST_NAME, POST_TEXT  what the page posts through its form (default dora / from the browser)
+//      CHAT_BIN, CHAT_SERVER  the chat CLI and "IP PORT": when set, the CLI posts a message and
+//                    the page must show it within 200 ms (it arrives on the event stream)
 //      CHROMIUM (default /usr/bin/chromium), TOTAL_TIMEOUT_MS (default 60000)
 //
 // Checks: the page loads (200) and sets body.dataset.ready = "1" after its first poll; every
 // expected message is a `.msg` whose `.name` and `.text` have exactly that textContent; no
 // <script> element exists inside the message list (#log) and no dialog (alert/confirm/prompt)
 // fired, so markup in a message stayed text; the form posts POST_NAME/POST_TEXT with the Send
-// button and the message comes back through the page's poll; no uncaught page errors and no
-// HTTP errors. Writes OUTDIR/chat.png and a JSON summary on stdout.
+// button and the message comes back; the page follows /chat/events (body.dataset.mode is
+// "stream") and makes no polling request (GET /chat) while it does; a message posted by the
+// CLI shows within 200 ms; no uncaught page errors and no HTTP errors. Writes OUTDIR/chat.png and a JSON summary on stdout.
 // Exit status: 0 all good, 1 a check failed, 2 usage/launch error.
 //
 // Run it inside the test's network namespace (scripts/e2e.sh does).
 
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { args, envInt, pageFailures, run, watchPage } from './lib.mjs';
 
@@ -43,7 +47,10 @@ const summary = {
   shown: [],          // [name, text] of every .msg at the end
   scriptsInLog: null, // <script> elements inside #log
   dialogs: [],        // any alert/confirm/prompt: fail
-  posted: null,       // the page's own post came back through the poll
+  posted: null,       // the page's own post came back
+  mode: null,         // body.dataset.mode: "stream" while the event stream is up
+  pollRequests: 0,    // GET /chat requests the page made (polling)
+  cliToPageMs: null,  // from the CLI's post returning to the message on the page
   statusLine: null,   // #status text after posting
   httpErrors: [],
   pageErrors: [],
@@ -71,6 +78,10 @@ await main(async () => {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
   watchPage(page, summary);
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (r.method() === 'GET' && u.pathname === '/chat') summary.pollRequests++;
+  });
 
   const resp = await page.goto(url, { waitUntil: 'load' });
   summary.status = resp ? resp.status() : null;
@@ -114,6 +125,28 @@ await main(async () => {
     summary.posted = false;
     summary.failures.push(`the page's own message ${JSON.stringify([postName, postText])} did not come back`);
   }
+  summary.mode = await page.evaluate(() => document.body.dataset.mode || null);
+  if (summary.mode !== 'stream') summary.failures.push(`page mode ${summary.mode}, want stream`);
+  if (process.env.CHAT_BIN && process.env.CHAT_SERVER) {
+    const cliText = 'from the cli';
+    const seen = page.waitForFunction(
+      (t) => Array.from(document.querySelectorAll('#log .msg .text')).some((el) => el.textContent === t),
+      cliText,
+      { timeout: STEP_TIMEOUT_MS, polling: 'raf' },
+    ).then(() => Date.now());
+    execFileSync(process.env.CHAT_BIN, [...process.env.CHAT_SERVER.split(' '), '--name', 'eve'], {
+      input: cliText + '\n',
+      timeout: 20000,
+    });
+    const posted = Date.now();
+    try {
+      summary.cliToPageMs = (await seen) - posted;
+      if (summary.cliToPageMs > 200) summary.failures.push(`CLI message shown after ${summary.cliToPageMs} ms, want <= 200`);
+    } catch (e) {
+      summary.failures.push('the CLI\'s message did not show');
+    }
+  }
+  if (summary.pollRequests !== 0) summary.failures.push(`${summary.pollRequests} polling request(s) while the stream was up`);
   summary.statusLine = await page.textContent('#status');
   if ((await page.inputValue('#text')) !== '') summary.failures.push('message box not cleared after sending');
 

@@ -9,8 +9,10 @@
 //! ```
 //!
 //! It speaks the chat API of the server (`POST /chat` with a form body, `GET /chat?since=N`
-//! answered with JSON) over a deliberately tiny HTTP/1.1 client: one `TcpStream` per request
-//! with `Connection: close`, so the server's idle-connection closing never bites. It needs
+//! answered with JSON, and the `GET /chat/events` Server-Sent Events stream that `--listen`
+//! and the interactive mode follow, reopened from the last id when it ends, with polling as
+//! the fallback) over a deliberately tiny HTTP/1.1 client: one `TcpStream` per request with
+//! `Connection: close`, so the server's idle-connection closing never bites. It needs
 //! nothing beyond std, clap and httparse; the JSON reply is read by the small parser below.
 //!
 //! Names and texts come from other people: control characters in them are replaced by U+FFFD
@@ -36,8 +38,13 @@ const IO_TIMEOUT: Duration = Duration::from_secs(15);
 const POST_ATTEMPTS: u32 = 3;
 /// Pause before the second attempt of a post; doubled for each further one.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
-/// How often new messages are asked for.
+/// How often new messages are asked for while the event stream cannot be had.
 const POLL: Duration = Duration::from_secs(1);
+/// How long one read of the event stream waits before the deadline is looked at again.
+const STREAM_TICK: Duration = Duration::from_millis(250);
+/// Pause before a stream that ended (the server made room for a visitor, say) is opened
+/// again from the last id seen, as a browser's EventSource does.
+const RECONNECT: Duration = Duration::from_millis(250);
 /// Longest wait between retries while the server cannot be reached.
 const MAX_BACKOFF: Duration = Duration::from_secs(16);
 /// Limits on what is accepted from the server.
@@ -130,15 +137,8 @@ fn once(server: &Server) -> bool {
 fn listen(server: &Server, duration: Option<Duration>) -> bool {
     let deadline = duration.map(|d| Instant::now() + d);
     let mut follower = Follower::new(0);
-    loop {
-        let delay = follower.step(server, &mut io::stdout().lock());
-        let now = Instant::now();
-        match deadline {
-            Some(end) if now >= end => return follower.ever_ok,
-            Some(end) => thread::sleep(delay.min(end - now)),
-            None => thread::sleep(delay),
-        }
-    }
+    follower.follow(server, &mut io::stdout(), deadline);
+    follower.ever_ok
 }
 
 /// stdin is a terminal: shows the last messages, follows new ones in a background thread, and
@@ -168,10 +168,7 @@ fn interactive(server: &Server, name: &str) -> bool {
     }
     let poller = server.clone();
     let mut follower = Follower::new(batch.next);
-    thread::spawn(move || loop {
-        let delay = follower.step(&poller, &mut io::stdout().lock());
-        thread::sleep(delay);
-    });
+    thread::spawn(move || follower.follow(&poller, &mut io::stdout(), None));
     for line in lines(io::stdin().lock()) {
         if line.trim().is_empty() {
             continue;
@@ -267,6 +264,125 @@ impl Follower {
                 self.backoff
             }
         }
+    }
+
+    /// Follows the chat until `deadline` (None: for ever): the event stream, opened again from
+    /// the last id whenever it ends; while it cannot be had (refused, or an older server),
+    /// one poll of `/chat` at a time with its delay.
+    fn follow(&mut self, server: &Server, out: &mut impl Write, deadline: Option<Instant>) {
+        loop {
+            let delay = match self.stream(server, out, deadline) {
+                Ok(()) => RECONNECT,
+                Err(_) => self.step(server, out),
+            };
+            let now = Instant::now();
+            match deadline {
+                Some(end) if now >= end => return,
+                Some(end) => thread::sleep(delay.min(end - now)),
+                None => thread::sleep(delay),
+            }
+        }
+    }
+
+    /// Reads `GET /chat/events?since=N` and prints each message as it arrives, until the
+    /// server ends the stream or `deadline`. Err when no stream could be opened.
+    fn stream(
+        &mut self,
+        server: &Server,
+        out: &mut impl Write,
+        deadline: Option<Instant>,
+    ) -> Result<(), NetError> {
+        let mut stream = server.connect()?;
+        let io = |e: io::Error| NetError::Io(io_reason(&e));
+        stream.set_read_timeout(Some(STREAM_TICK)).map_err(io)?;
+        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        let request = format!(
+            "GET /chat/events?since={} HTTP/1.1\r\nHost: {}\r\nUser-Agent: smolhttpd-chat/{}\r\n\
+             Accept: text/event-stream\r\nConnection: close\r\n\r\n",
+            self.since,
+            server.authority(),
+            env!("CARGO_PKG_VERSION")
+        );
+        stream.write_all(request.as_bytes()).map_err(io)?;
+        let mut buf = Vec::new();
+        let mut events: Option<usize> = None;
+        let opened = Instant::now();
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(());
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) => return if events.is_some() { Ok(()) } else { Err(NetError::Unanswered) },
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    if events.is_none() && opened.elapsed() > IO_TIMEOUT {
+                        return Err(NetError::Io("no answer to the stream request".into()));
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return if events.is_some() { Ok(()) } else { Err(io(e)) },
+            }
+            let start = match events {
+                Some(at) => at,
+                None => match parse_head(&buf)? {
+                    None if buf.len() > MAX_HEAD => {
+                        return Err(NetError::Protocol("head too long".into()))
+                    }
+                    None => continue,
+                    Some(head) if head.status != 200 => {
+                        return Err(NetError::Protocol(format!("stream refused: {}", head.status)))
+                    }
+                    Some(head) => {
+                        if self.failing {
+                            eprintln!("chat: the server answers again");
+                        }
+                        self.failing = false;
+                        self.ever_ok = true;
+                        head.len
+                    }
+                },
+            };
+            let used = self.events(&buf[start..], out);
+            buf.drain(..start + used);
+            events = Some(0);
+            if buf.len() > MAX_BODY {
+                return Err(NetError::Protocol("event too long".into()));
+            }
+        }
+    }
+
+    /// Prints the complete events at the start of `data`; returns the bytes they took.
+    fn events(&mut self, data: &[u8], out: &mut impl Write) -> usize {
+        let mut used = 0;
+        while let Some(end) = data[used..].windows(2).position(|w| w == b"\n\n") {
+            let block = String::from_utf8_lossy(&data[used..used + end]).into_owned();
+            used += end + 2;
+            let mut kind = "message";
+            let mut payload = "";
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    kind = v;
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    payload = v;
+                }
+            }
+            match (kind, parse_json(payload)) {
+                ("gap", _) => {
+                    let _ = writeln!(out, "(older messages were dropped)");
+                }
+                ("message", Ok(json)) => {
+                    if let Some(m) = message_of(&json).filter(|m| m.id > self.since) {
+                        self.since = m.id;
+                        let _ = writeln!(out, "{}", format_message(&m));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let _ = out.flush();
+        used
     }
 
     /// The lines to print for `batch` (new messages, and a note when some were missed), and
@@ -442,20 +558,21 @@ fn parse_batch(body: &str) -> Result<Batch, String> {
     let Some(Json::Arr(list)) = json.get("messages") else {
         return Err("no \"messages\" list".to_string());
     };
-    let mut messages = Vec::with_capacity(list.len());
-    for m in list {
-        let id = m
-            .get("id")
-            .and_then(Json::as_u64)
-            .ok_or("a message without id")?;
-        let field = |key: &str| m.get(key).and_then(Json::as_str).map(str::to_string);
-        messages.push(Message {
-            id,
-            name: field("name").unwrap_or_default(),
-            text: field("text").ok_or("a message without text")?,
-        });
-    }
+    let messages = list
+        .iter()
+        .map(|m| message_of(m).ok_or("a message without id or text"))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Batch { next, messages })
+}
+
+/// `{"id":..,"name":"..","text":".."}` (as in `/chat` replies and stream events).
+fn message_of(m: &Json) -> Option<Message> {
+    let field = |key: &str| m.get(key).and_then(Json::as_str).map(str::to_string);
+    Some(Message {
+        id: m.get("id").and_then(Json::as_u64)?,
+        name: field("name").unwrap_or_default(),
+        text: field("text")?,
+    })
 }
 
 /// `{"id":ID}`.
@@ -1278,6 +1395,23 @@ mod tests {
             format_message(&msg(1, "a\nb", "<b>hi</b>")),
             "a\u{FFFD}b: <b>hi</b>"
         );
+    }
+
+    #[test]
+    fn stream_events() {
+        let mut f = Follower::new(1);
+        let mut out = Vec::new();
+        let data = b"retry: 2000\n\nevent: gap\ndata: {\"from\":2,\"to\":3}\n\n\
+id: 1\ndata: {\"id\":1,\"name\":\"old\",\"text\":\"seen\"}\n\n\
+id: 4\ndata: {\"id\":4,\"name\":\"ana\",\"text\":\"hola\"}\n\n: keep-alive\n\nid: 5\nda";
+        let used = f.events(data, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "(older messages were dropped)\nana: hola\n"
+        );
+        assert_eq!(f.since, 4);
+        // The half event waits for the rest of its bytes.
+        assert_eq!(&data[used..], b"id: 5\nda");
     }
 
     #[test]
