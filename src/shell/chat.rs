@@ -313,9 +313,20 @@ impl Follower {
             }
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk) {
-                Ok(0) => return if events.is_some() { Ok(()) } else { Err(NetError::Unanswered) },
+                Ok(0) => {
+                    return if events.is_some() {
+                        Ok(())
+                    } else {
+                        Err(NetError::Unanswered)
+                    }
+                }
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     if events.is_none() && opened.elapsed() > IO_TIMEOUT {
                         return Err(NetError::Io("no answer to the stream request".into()));
                     }
@@ -332,7 +343,10 @@ impl Follower {
                     }
                     None => continue,
                     Some(head) if head.status != 200 => {
-                        return Err(NetError::Protocol(format!("stream refused: {}", head.status)))
+                        return Err(NetError::Protocol(format!(
+                            "stream refused: {}",
+                            head.status
+                        )))
                     }
                     Some(head) => {
                         if self.failing {
