@@ -1,0 +1,177 @@
+//! A polled driver for the board's SMSC LAN9118 Ethernet controller (0x4020_0000), as a
+//! `smoltcp::phy::Device`: frames up to 1514 bytes, one at a time through the chip's FIFOs.
+//! No interrupts and no checksum offload (the chip has none): smoltcp computes checksums.
+
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+use smoltcp::wire::EthernetAddress;
+
+use crate::regs::Reg;
+
+const BASE: usize = 0x4020_0000;
+const RX_DATA_FIFO: Reg = Reg(BASE);
+const TX_DATA_FIFO: Reg = Reg(BASE + 0x20);
+const RX_STATUS_FIFO: Reg = Reg(BASE + 0x40);
+const ID_REV: Reg = Reg(BASE + 0x50);
+const TX_CFG: Reg = Reg(BASE + 0x70);
+const HW_CFG: Reg = Reg(BASE + 0x74);
+const RX_DP_CTRL: Reg = Reg(BASE + 0x78);
+const RX_FIFO_INF: Reg = Reg(BASE + 0x7c);
+const TX_FIFO_INF: Reg = Reg(BASE + 0x80);
+const PMT_CTRL: Reg = Reg(BASE + 0x84);
+const MAC_CSR_CMD: Reg = Reg(BASE + 0xa4);
+const MAC_CSR_DATA: Reg = Reg(BASE + 0xa8);
+
+/// MAC registers, reached through MAC_CSR_CMD/DATA.
+const MAC_CR: u32 = 1;
+const MAC_ADDRH: u32 = 2;
+const MAC_ADDRL: u32 = 3;
+const MAC_CR_TXEN: u32 = 1 << 3;
+const MAC_CR_RXEN: u32 = 1 << 2;
+const CSR_BUSY: u32 = 1 << 31;
+const CSR_READ: u32 = 1 << 30;
+
+/// Largest Ethernet frame without FCS.
+pub const MAX_FRAME: usize = 1514;
+
+/// The controller and one frame buffer each way.
+pub struct Lan9118 {
+    rx: [u8; MAX_FRAME],
+    tx: [u8; MAX_FRAME],
+}
+
+/// Why the controller could not be set up.
+#[derive(Debug)]
+pub struct NotFound(pub u32);
+
+impl Lan9118 {
+    /// Resets the chip, sets `mac`, and turns the transmitter and receiver on.
+    pub fn new(mac: EthernetAddress) -> Result<Self, NotFound> {
+        let id = ID_REV.read();
+        if id >> 16 != 0x0118 {
+            return Err(NotFound(id));
+        }
+        HW_CFG.write(1); // soft reset
+        for _ in 0..100_000 {
+            if HW_CFG.read() & 1 == 0 && PMT_CTRL.read() & 1 != 0 {
+                break;
+            }
+        }
+        let m = mac.0;
+        mac_write(MAC_ADDRH, u32::from(m[4]) | u32::from(m[5]) << 8);
+        mac_write(MAC_ADDRL, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+        mac_write(MAC_CR, MAC_CR_TXEN | MAC_CR_RXEN);
+        TX_CFG.write(1 << 1); // TX_ON
+        Ok(Lan9118 {
+            rx: [0; MAX_FRAME],
+            tx: [0; MAX_FRAME],
+        })
+    }
+}
+
+fn mac_write(reg: u32, value: u32) {
+    MAC_CSR_DATA.write(value);
+    MAC_CSR_CMD.write(CSR_BUSY | reg);
+    while MAC_CSR_CMD.read() & CSR_BUSY != 0 {}
+}
+
+#[allow(dead_code)]
+fn mac_read(reg: u32) -> u32 {
+    MAC_CSR_CMD.write(CSR_BUSY | CSR_READ | reg);
+    while MAC_CSR_CMD.read() & CSR_BUSY != 0 {}
+    MAC_CSR_DATA.read()
+}
+
+/// Reads one frame from the RX FIFOs into `buf`; its length, or None when none waits (or it
+/// was too long and dropped).
+fn receive_frame(buf: &mut [u8; MAX_FRAME]) -> Option<usize> {
+    if (RX_FIFO_INF.read() >> 16) & 0xff == 0 {
+        return None;
+    }
+    let status = RX_STATUS_FIFO.read();
+    // The length counts the 4-byte FCS the chip leaves at the end.
+    let len = ((status >> 16) & 0x3fff) as usize;
+    let words = len.div_ceil(4);
+    if len < 4 + 14 || len - 4 > MAX_FRAME || status & (1 << 15) != 0 {
+        // Too short, too long or in error: skip it (fast-forward needs 4+ words).
+        if words >= 4 {
+            RX_DP_CTRL.write(1 << 31);
+            while RX_DP_CTRL.read() & (1 << 31) != 0 {}
+        } else {
+            for _ in 0..words {
+                let _ = RX_DATA_FIFO.read();
+            }
+        }
+        return None;
+    }
+    let frame = len - 4;
+    for i in 0..words {
+        let bytes = RX_DATA_FIFO.read().to_le_bytes();
+        for (j, b) in bytes.iter().enumerate() {
+            let at = i * 4 + j;
+            if at < frame {
+                buf[at] = *b;
+            }
+        }
+    }
+    Some(frame)
+}
+
+/// Writes `frame` to the TX FIFO as one first-and-last segment.
+fn send_frame(frame: &[u8]) {
+    let len = frame.len() as u32;
+    // Wait for room: the frame's words and its two command words.
+    let need = frame.len().div_ceil(4) * 4 + 8;
+    for _ in 0..1_000_000 {
+        if (TX_FIFO_INF.read() & 0xffff) as usize >= need {
+            break;
+        }
+    }
+    TX_DATA_FIFO.write(1 << 13 | 1 << 12 | len); // command A: first + last segment, size
+    TX_DATA_FIFO.write(len << 16 | len); // command B: tag, packet length
+    for chunk in frame.chunks(4) {
+        let mut w = [0u8; 4];
+        w[..chunk.len()].copy_from_slice(chunk);
+        TX_DATA_FIFO.write(u32::from_le_bytes(w));
+    }
+}
+
+pub struct RxToken<'a>(&'a [u8]);
+pub struct TxToken<'a>(&'a mut [u8; MAX_FRAME]);
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let len = len.min(MAX_FRAME);
+        let r = f(&mut self.0[..len]);
+        send_frame(&self.0[..len]);
+        r
+    }
+}
+
+impl Device for Lan9118 {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let n = receive_frame(&mut self.rx)?;
+        Some((RxToken(&self.rx[..n]), TxToken(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = MAX_FRAME;
+        caps.max_burst_size = Some(1);
+        caps
+    }
+}

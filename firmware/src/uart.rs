@@ -1,0 +1,59 @@
+//! The console: CMSDK APB UART0 (0x4000_4000), which QEMU's `-nographic` shows, and a `log`
+//! logger writing to it with the firmware's uptime.
+
+use core::fmt::{self, Write};
+
+use crate::regs::Reg;
+
+const DATA: Reg = Reg(0x4000_4000);
+const STATE: Reg = Reg(0x4000_4004);
+const CTRL: Reg = Reg(0x4000_4008);
+const BAUDDIV: Reg = Reg(0x4000_4010);
+/// STATE: the transmit buffer is full.
+const TX_FULL: u32 = 1;
+/// CTRL: transmitter on.
+const TX_ENABLE: u32 = 1;
+
+/// Turns the transmitter on (115200 baud at the board's 25 MHz, for real hardware's sake).
+pub fn init() {
+    BAUDDIV.write(25_000_000 / 115_200);
+    CTRL.write(TX_ENABLE);
+}
+
+/// Writes to UART0, waiting while its buffer is full.
+pub struct Uart;
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            while STATE.read() & TX_FULL != 0 {}
+            DATA.write(u32::from(b));
+        }
+        Ok(())
+    }
+}
+
+/// `log` to the UART: `[   1.234] INFO  message`.
+pub struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let ms = crate::clock::millis();
+            let _ = writeln!(
+                Uart,
+                "[{:4}.{:03}] {:<5} {}",
+                ms / 1000,
+                ms % 1000,
+                record.level(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
