@@ -95,18 +95,8 @@ fn serving_allocates_nothing() {
     // Chat: posts, and a reply larger than the send buffer, streamed from the ring.
     let text = "%3C%5C%22%26%3E".repeat(50);
     for i in 0..64 {
-        let body = format!("name=n{i}&text={text}");
-        let req = format!(
-            "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        assert_eq!(
-            Response::parse(&sim.exchange(req.as_bytes()))
-                .unwrap()
-                .status,
-            201
-        );
+        let req = common::chat_post(&format!("name=n{i}&text={text}"));
+        assert_eq!(Response::parse(&sim.exchange(&req)).unwrap().status, 201);
         requests += 1;
     }
     let r = sim.get("/chat?since=0");
@@ -155,13 +145,8 @@ fn open_streams_allocate_nothing() {
         .collect();
     sim.advance(Duration::from_millis(100));
     for i in 0..10 {
-        let body = format!("name=n&text=event{i}");
-        let req = format!(
-            "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        sim.open(req.as_bytes(), Opts::like_curl());
+        let req = common::chat_post(&format!("name=n&text=event{i}"));
+        sim.open(&req, Opts::like_curl());
         sim.advance(Duration::from_millis(50));
     }
     // A heartbeat too.

@@ -19,13 +19,7 @@ fn encode(s: &str) -> String {
 }
 
 fn post_request(name: &str, text: &str) -> Vec<u8> {
-    let body = format!("name={}&text={}", encode(name), encode(text));
-    format!(
-        "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    common::chat_post(&format!("name={}&text={}", encode(name), encode(text)))
 }
 
 fn post(sim: &mut Sim, name: &str, text: &str) -> Response {

@@ -41,13 +41,7 @@ fn ids(raw: &[u8]) -> Vec<u32> {
 }
 
 fn post_req(text: &str) -> Vec<u8> {
-    let body = format!("name=ana&text={text}");
-    format!(
-        "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    common::chat_post(&format!("name=ana&text={text}"))
 }
 
 fn post(sim: &mut Sim, text: &str) -> usize {

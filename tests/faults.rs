@@ -58,13 +58,7 @@ fn files_stay_byte_exact_through_loss_and_corruption() {
 
 /// Posts `text` as `name`; the request bytes.
 fn post_request(name: &str, text: &str) -> Vec<u8> {
-    let body = format!("name={name}&text={text}");
-    format!(
-        "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    common::chat_post(&format!("name={name}&text={text}"))
 }
 
 #[test]

@@ -638,6 +638,16 @@ pub fn get_close(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
+/// `POST /chat` with the form body `form` (already encoded) and `Connection: close`.
+pub fn chat_post(form: &str) -> Vec<u8> {
+    format!(
+        "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .into_bytes()
+}
+
 /// A response parsed with httparse.
 #[derive(Debug, Clone)]
 pub struct Response {
