@@ -29,6 +29,68 @@ fn a_missing_tap_says_how_to_make_one() {
 }
 
 #[test]
+fn an_unopenable_tun_device_is_named_with_the_fix() {
+    // `lo` exists, so the tap check passes and the clone device is what fails.
+    let out = Command::new(SERVER)
+        .args(["--tap", "lo"])
+        .env("SMOLHTTPD_TUN", "/nonexistent/tun")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        "smolhttpd: error: /nonexistent/tun does not exist: load the tun module (sudo modprobe tun)"
+    );
+    // A clone device this user may not open (mode 0600, like /dev/net/tun on some machines):
+    // root runs the server as `nobody` (setpriv), since root opens anything.
+    let dir = std::env::temp_dir().join(format!("smolhttpd-tun-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let locked = dir.join("tun");
+    std::fs::write(&locked, b"").unwrap();
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let root = running_as_root();
+    let others_can_run = std::path::Path::new(SERVER).ancestors().all(|p| {
+        p.as_os_str().is_empty()
+            || std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+                & 0o001
+                != 0
+    });
+    if root && !others_can_run {
+        std::fs::remove_dir_all(&dir).unwrap();
+        eprintln!("skipped the permission case: `nobody` cannot reach {SERVER}");
+        return;
+    }
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", SERVER]);
+        c
+    } else {
+        Command::new(SERVER)
+    };
+    let out = cmd
+        .args(["--tap", "lo"])
+        .env("SMOLHTTPD_TUN", &locked)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "smolhttpd: error: no permission to open {0}; allow it with: sudo chmod 0666 {0} (or run as root)",
+            locked.display()
+        )
+    );
+}
+
+/// True when the tests run as root (the owner of `/proc/self` is uid 0).
+fn running_as_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
+}
+
+#[test]
 fn bad_flag_values_are_refused_with_the_expected_form() {
     for (args, hint) in [
         (&["--ip", "300.1.2.3/24"][..], "like 192.168.69.1/24"),

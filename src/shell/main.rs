@@ -155,6 +155,26 @@ fn open_tap(name: &str, mtu: Option<u32>) -> Result<TapDevice, String> {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(1500),
     };
+    // The clone device first: when it cannot be opened at all, the tap's owner is not the
+    // problem. (SMOLHTTPD_TUN names another path, for tests.)
+    let tun = std::env::var_os("SMOLHTTPD_TUN")
+        .map_or_else(|| PathBuf::from("/dev/net/tun"), PathBuf::from);
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&tun)
+    {
+        let path = tun.display();
+        return Err(match e.kind() {
+            io::ErrorKind::NotFound => format!(
+                "{path} does not exist: load the tun module (sudo modprobe tun)"
+            ),
+            io::ErrorKind::PermissionDenied => format!(
+                "no permission to open {path}; allow it with: sudo chmod 0666 {path} (or run as root)"
+            ),
+            _ => format!("cannot open {path}: {e}"),
+        });
+    }
     TapDevice::open(name, mtu).map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => format!(
             "no permission to open TAP '{name}'; recreate it owned by you: sudo scripts/tap-up.sh {name}"
