@@ -301,6 +301,17 @@ impl<'a> Router<'a> {
         Found::NotAllowed(allow)
     }
 
+    /// Every method some route takes, HEAD wherever GET is: the server's `Allow` for
+    /// `OPTIONS *`.
+    pub(crate) fn methods(&self) -> Methods {
+        let all = self.routes.iter().fold(Methods::NONE, |m, r| m | r.methods);
+        if all.contains(Methods::GET) {
+            all | Methods::HEAD
+        } else {
+            all
+        }
+    }
+
     pub(crate) fn handle(
         &mut self,
         route: usize,

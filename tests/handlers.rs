@@ -244,3 +244,19 @@ fn sizes_are_the_users() {
     sim.advance(Duration::from_secs(1));
     assert_eq!(sim.free_slots(), 2);
 }
+
+#[test]
+fn options_star_lists_what_the_server_takes() {
+    let mut sim = sim();
+    let raw = sim.exchange(b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let r = Response::parse(&raw).unwrap();
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (200, Some("GET, HEAD, POST, PUT"))
+    );
+    assert_eq!(r.header("content-length"), Some("0"));
+    // On a resource, OPTIONS is a method like any other the route does not take.
+    let raw = sim.exchange(b"OPTIONS /doc HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let r = Response::parse(&raw).unwrap();
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+}

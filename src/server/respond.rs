@@ -51,6 +51,11 @@ pub(crate) fn answer(
     if req.method == Method::Unknown {
         return error(Status::NotImplemented);
     }
+    if req.method == Method::Options && req.target == "*" {
+        // The server as a whole (RFC 9110 9.3.7): what some route takes.
+        let reply = Reply::new(Status::Ok, "", Body::Static(&[])).header("Allow", router.methods());
+        return Outcome::Reply(Answer::plain(reply), 0);
+    }
     let (path, query) = match http::split_target(req.target) {
         Ok(p) => p,
         Err(status) => return error(status),
