@@ -450,6 +450,32 @@ PY
   fi
 }
 
+t_ims() {
+  local hdr="$TMPD/ims.hdr" lm code
+  ncurl -o /dev/null -D "$hdr" "$BASE$1" || { echo "curl failed"; return 1; }
+  lm=$(header last-modified "$hdr")
+  [ -n "$lm" ] || { echo "no Last-Modified"; cat "$hdr"; return 1; }
+  code=$(ncurl -o "$TMPD/ims.body" -w '%{http_code}' -H "If-Modified-Since: $lm" "$BASE$1") || return 1
+  [ "$code" = 304 ] && [ ! -s "$TMPD/ims.body" ] || { echo "status $code, $(fsize "$TMPD/ims.body") body bytes"; return 1; }
+  echo "info: Last-Modified: $lm"
+}
+
+t_wget_n() {
+  local dir="$TMPD/wget" urls="$TMPD/urls" second
+  command -v wget >/dev/null || { echo "wget not installed"; return 77; }
+  mkdir -p "$dir"
+  find "$FS" -type f | sort | sed "s|^$FS|$BASE|" >"$urls"
+  (cd "$dir" && in_ns timeout 60 wget -N -nv -x -nH -i "$urls") >"$TMPD/wget1.log" 2>&1 ||
+    { echo "first wget failed:"; tail -n 5 "$TMPD/wget1.log"; return 1; }
+  second=$( (cd "$dir" && in_ns timeout 60 wget -N -x -nH -i "$urls") 2>&1) ||
+    { echo "second wget failed:"; echo "$second" | tail -n 5; return 1; }
+  if echo "$second" | grep -q 'Saving to'; then
+    echo "the second run downloaded:"; echo "$second" | grep 'Saving to' | head -n 5; return 1
+  fi
+  echo "info: second run: $(echo "$second" | grep -c '304 Not Modified') of $(wc -l <"$urls") answered 304 Not Modified"
+  diff -r "$FS" "$dir/" >/dev/null || { echo "the mirror differs from $FS"; return 1; }
+}
+
 t_hello() {
   local body
   body=$(ncurl -f "$BASE/hello") || { echo "curl failed"; return 1; }
@@ -703,6 +729,8 @@ check "GET / --compressed: Content-Encoding gzip, Vary, decodes to $FS/index.htm
 check "GET / without Accept-Encoding: no Content-Encoding, $FS/index.html as is" t_no_gzip / "$FS/index.html"
 check "GET / with If-None-Match: <its ETag>: 304, no body" t_inm /
 check "keep-alive: one curl, 3 URLs, 1 connection" t_keepalive
+check "GET / with If-Modified-Since: its Last-Modified: 304, no body" t_ims /
+check "wget -N of every file twice: the second run downloads nothing" t_wget_n
 say "slow client: one head byte a second (~6 s)"
 run_slow_head
 check "slow head (1 byte/s): 408 between 4.5 and 7 s after its first byte" t_slow_408

@@ -17,6 +17,8 @@ pub struct File {
     pub content_type: &'static str,
     /// Strong ETag, quotes included.
     pub etag: &'static str,
+    /// Last modification, seconds since 1970 (0: unknown), for `Last-Modified`.
+    pub modified: u64,
     /// The bytes.
     pub body: &'static [u8],
     /// A gzip copy of `body`, when the type compresses and the copy is smaller.
@@ -114,18 +116,24 @@ impl Handler for Files {
             // The path as the table spells it, so the Location is the file's own prefix.
             Some(Entry::Directory) => Reply::new(Status::MovedPermanently, "", Body::Static(&[]))
                 .header("Location", format_args!("{}/", req.path)),
-            Some(Entry::File(file)) => match &file.gzip {
-                Some(gz) if req.accept_gzip => {
-                    Reply::new(Status::Ok, file.content_type, Body::Static(gz.body))
-                        .with_etag(gz.etag)
-                        .with_headers("Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n")
+            Some(Entry::File(file)) => {
+                let reply = match &file.gzip {
+                    Some(gz) if req.accept_gzip => {
+                        Reply::new(Status::Ok, file.content_type, Body::Static(gz.body))
+                            .with_etag(gz.etag)
+                            .with_headers("Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n")
+                    }
+                    Some(_) => Reply::new(Status::Ok, file.content_type, Body::Static(file.body))
+                        .with_etag(file.etag)
+                        .with_headers("Vary: Accept-Encoding\r\n"),
+                    None => Reply::new(Status::Ok, file.content_type, Body::Static(file.body))
+                        .with_etag(file.etag),
+                };
+                match file.modified {
+                    0 => reply,
+                    t => reply.with_last_modified(t),
                 }
-                Some(_) => Reply::new(Status::Ok, file.content_type, Body::Static(file.body))
-                    .with_etag(file.etag)
-                    .with_headers("Vary: Accept-Encoding\r\n"),
-                None => Reply::new(Status::Ok, file.content_type, Body::Static(file.body))
-                    .with_etag(file.etag),
-            },
+            }
         })
     }
 }

@@ -73,6 +73,9 @@ pub struct Reply {
     /// Strong ETag, quotes included. With one, `If-None-Match` gives 304 and `If-Range` is
     /// honoured.
     pub etag: Option<&'static str>,
+    /// Last modification, seconds since 1970: `Last-Modified`, and `If-Modified-Since` gives
+    /// 304 (when the request has no `If-None-Match`, which wins).
+    pub last_modified: Option<u64>,
     /// More fixed header lines, each ending in CRLF (`"Cache-Control: no-store\r\n"`).
     pub headers: &'static str,
     /// Header lines formatted at run time by [`Reply::header`].
@@ -97,6 +100,7 @@ impl Reply {
             status,
             content_type,
             etag: None,
+            last_modified: None,
             headers: "",
             dynamic: heapless::String::new(),
             body,
@@ -128,6 +132,12 @@ impl Reply {
     /// Sets the ETag (quotes included).
     pub const fn with_etag(mut self, etag: &'static str) -> Reply {
         self.etag = Some(etag);
+        self
+    }
+
+    /// Sets the last modification time (seconds since 1970).
+    pub const fn with_last_modified(mut self, unix: u64) -> Reply {
+        self.last_modified = Some(unix);
         self
     }
 

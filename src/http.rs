@@ -641,12 +641,18 @@ pub fn normalize<const N: usize>(
     Ok(())
 }
 
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
 /// Writes `Date: <IMF-fixdate>\r\n` for `unix` seconds since 1970 (RFC 9110 5.6.7).
 pub fn write_date(w: &mut impl fmt::Write, unix: u64) -> fmt::Result {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    write_date_header(w, "Date", unix)
+}
+
+/// Writes `NAME: <IMF-fixdate>\r\n` (`Date`, `Last-Modified`).
+pub fn write_date_header(w: &mut impl fmt::Write, name: &str, unix: u64) -> fmt::Result {
     let days = unix / 86_400;
     let secs = unix % 86_400;
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), in u64 arithmetic.
@@ -661,7 +667,7 @@ pub fn write_date(w: &mut impl fmt::Write, unix: u64) -> fmt::Result {
     let year = yoe + era * 400 + u64::from(month <= 2);
     write!(
         w,
-        "Date: {}, {:02} {} {} {:02}:{:02}:{:02} GMT\r\n",
+        "{name}: {}, {:02} {} {} {:02}:{:02}:{:02} GMT\r\n",
         DAYS[(days % 7) as usize],
         day,
         MONTHS[(month - 1) as usize],
@@ -670,6 +676,46 @@ pub fn write_date(w: &mut impl fmt::Write, unix: u64) -> fmt::Result {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into seconds since 1970. Other
+/// forms are None: RFC 9110 13.1.3 says to ignore a date that cannot be parsed.
+pub fn parse_date(value: &[u8]) -> Option<u64> {
+    let v = core::str::from_utf8(trim(value)).ok()?;
+    let (_, rest) = v.split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let (day, month, year, time, zone) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if zone != "GMT" || parts.next().is_some() || day.len() != 2 || year.len() != 4 {
+        return None;
+    }
+    let num = |s: &str| -> Option<u64> {
+        s.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (day, year) = (num(day)?, num(year)?);
+    let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
+    let mut hms = time.split(':');
+    let (h, m, s) = (num(hms.next()?)?, num(hms.next()?)?, num(hms.next()?)?);
+    if hms.next().is_some() || year < 1970 || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60
+    {
+        return None;
+    }
+    // Days from civil (the inverse of the algorithm above).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 #[cfg(test)]
@@ -716,6 +762,21 @@ mod tests {
             date(1_795_305_600),
             "Date: Sun, 22 Nov 2026 00:00:00 GMT\r\n"
         );
+    }
+
+    #[test]
+    fn parsed_dates_round_trip() {
+        for unix in [0, 784_111_777, 951_782_400, 1_795_305_600, 4_102_444_799] {
+            let mut s = std::string::String::new();
+            write_date_header(&mut s, "X", unix).unwrap();
+            let value = s.trim_end().strip_prefix("X: ").unwrap();
+            assert_eq!(parse_date(value.as_bytes()), Some(unix), "{value}");
+        }
+        assert_eq!(parse_date(b"Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse_date(b"Sun Nov  6 08:49:37 1994"), None);
+        assert_eq!(parse_date(b"Sun, 06 Nov 1994 08:49:37 PST"), None);
+        assert_eq!(parse_date(b"Sun, 06 Foo 1994 08:49:37 GMT"), None);
+        assert_eq!(parse_date(b"Sun, 36 Nov 1994 08:49:37 GMT"), None);
     }
 
     #[test]

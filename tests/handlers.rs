@@ -260,3 +260,38 @@ fn options_star_lists_what_the_server_takes() {
     let r = Response::parse(&raw).unwrap();
     assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
 }
+
+#[test]
+fn last_modified_and_if_modified_since() {
+    let mut sim = sim();
+    let r = sim.get("/index.html");
+    let lm = r
+        .header("last-modified")
+        .expect("Last-Modified on a file")
+        .to_string();
+    let ask = |sim: &mut Sim, extra: &str| {
+        let req =
+            format!("GET /index.html HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n");
+        Response::parse(&sim.exchange(req.as_bytes())).unwrap()
+    };
+    // Not modified since then: 304, with the validators again.
+    let r = ask(&mut sim, &format!("If-Modified-Since: {lm}\r\n"));
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    assert_eq!(r.header("last-modified"), Some(lm.as_str()));
+    // A second earlier: modified since, 200.
+    let secs = smolhttpd::http::parse_date(lm.as_bytes()).unwrap();
+    let mut earlier = String::new();
+    smolhttpd::http::write_date_header(&mut earlier, "If-Modified-Since", secs - 1).unwrap();
+    assert_eq!(ask(&mut sim, &earlier).status, 200);
+    // If-None-Match wins over If-Modified-Since: another ETag means 200.
+    let r = ask(
+        &mut sim,
+        &format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {lm}\r\n"),
+    );
+    assert_eq!(r.status, 200);
+    // A date that cannot be parsed is ignored.
+    assert_eq!(
+        ask(&mut sim, "If-Modified-Since: yesterday\r\n").status,
+        200
+    );
+}

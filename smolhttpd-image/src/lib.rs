@@ -2,8 +2,9 @@
 //! `smolhttpd::files::Files` serves, the way lwIP's `makefsdata` does for its httpd.
 //!
 //! Each file becomes one row, sorted by URL path for binary search, with its content type (from
-//! the extension), a strong ETag (CRC-32 and length of the bytes), and a gzip copy when the
-//! type compresses and the copy is smaller. Nothing is formatted per request at run time.
+//! the extension), a strong ETag (CRC-32 and length of the bytes), its modification time (for
+//! `Last-Modified`: `SOURCE_DATE_EPOCH` when set, for reproducible builds, else the file's
+//! mtime), and a gzip copy when the type compresses and the copy is smaller. Nothing is formatted per request at run time.
 //!
 //! In `build.rs` of a firmware or host program (`fn main` there):
 //!
@@ -155,6 +156,13 @@ impl Image {
         }
 
         let p = &self.type_path;
+        // Reproducible builds pin every file's time (https://reproducible-builds.org's rule).
+        let epoch = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if in_build.is_some() {
+            println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+        }
         let mut sum = Summary {
             files: files.len(),
             bytes: 0,
@@ -192,6 +200,14 @@ impl Image {
             let _ = writeln!(t, "        path: {url:?},");
             let _ = writeln!(t, "        content_type: {content_type:?},");
             let _ = writeln!(t, "        etag: {:?},", etag(&body));
+            let modified = epoch.unwrap_or_else(|| {
+                fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs())
+            });
+            let _ = writeln!(t, "        modified: {modified},");
             let _ = writeln!(t, "        body: include_bytes!({abs:?}),");
             match gzip {
                 Some((gz, gz_etag)) => {
@@ -336,6 +352,14 @@ mod tests {
         assert_eq!(code.matches("gzip: None").count(), 2);
         assert!(code.contains("-gz\\\""));
         assert_eq!(sum.files, 3);
+        let mtime = fs::metadata(t.0.join("site/a/b.txt"))
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(code.contains(&format!("modified: {mtime},")), "{code}");
         assert_eq!(sum.max_path_len, "/index.html".len());
         assert!(sum.bytes > big.len() + 2 + 8);
         assert!(code.contains(&format!("IMAGE_BYTES: usize = {};", sum.bytes)));

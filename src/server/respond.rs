@@ -134,14 +134,22 @@ pub(crate) fn answer(
 
 /// `If-None-Match` (304), `Range` and `If-Range` (206, 416) on a 200 reply.
 fn conditional(req: &Request, reply: Reply) -> Reply {
-    if let (Some(inm), Some(etag)) = (req.if_none_match, reply.etag) {
-        if etag_matches(inm, etag) {
-            return Reply {
-                status: Status::NotModified,
-                body: Body::Static(&[]),
-                ..reply
-            };
-        }
+    // If-None-Match decides when sent; If-Modified-Since only without it (RFC 9110 13.1.3).
+    let not_modified = match (req.if_none_match, reply.etag) {
+        (Some(inm), Some(etag)) => etag_matches(inm, etag),
+        (Some(_), None) => false,
+        (None, _) => req
+            .header("if-modified-since")
+            .and_then(http::parse_date)
+            .zip(reply.last_modified)
+            .is_some_and(|(since, modified)| modified <= since),
+    };
+    if not_modified {
+        return Reply {
+            status: Status::NotModified,
+            body: Body::Static(&[]),
+            ..reply
+        };
     }
     let Body::Static(data) = reply.body else {
         return reply;
@@ -189,6 +197,9 @@ pub(crate) fn write_head<const H: usize>(
             .iter()
             .filter(|(_, v)| !v.is_empty())
             .all(|(n, v)| write!(head, "{n}: {v}\r\n").is_ok())
+        && reply
+            .last_modified
+            .is_none_or(|t| http::write_date_header(&mut head, "Last-Modified", t).is_ok())
         && head.put(reply.headers)
         && head.put(&reply.dynamic)
         && (reply.status == Status::NotModified
