@@ -425,6 +425,30 @@ impl<'b> Request<'b> {
     }
 }
 
+/// The method and target of a request line that may be unfinished or too long (for log lines
+/// of rejected requests): each is the run of token characters before its space, "" if none.
+pub fn line_start(buf: &[u8]) -> (&str, &str) {
+    let line = buf
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or(&[]);
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let method = printable(parts.next());
+    let target = if method.is_empty() {
+        ""
+    } else {
+        printable(parts.next())
+    };
+    (method, target)
+}
+
+/// `w` as a string of visible ASCII, else "".
+fn printable(w: Option<&[u8]>) -> &str {
+    w.and_then(|w| core::str::from_utf8(w).ok())
+        .filter(|w| w.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("")
+}
+
 /// Reads the headers the server acts on, rejecting what RFC 9112 says to reject.
 fn headers_of<'b>(
     headers: &[httparse::Header<'b>],
@@ -762,6 +786,14 @@ mod tests {
             date(1_795_305_600),
             "Date: Sun, 22 Nov 2026 00:00:00 GMT\r\n"
         );
+    }
+
+    #[test]
+    fn line_starts() {
+        assert_eq!(line_start(b"GET /a HTTP/1.1\r\nHost"), ("GET", "/a"));
+        assert_eq!(line_start(b"GET /aaaa"), ("GET", "/aaaa"));
+        assert_eq!(line_start(b"\x16\x03\x01"), ("", ""));
+        assert_eq!(line_start(b""), ("", ""));
     }
 
     #[test]

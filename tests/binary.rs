@@ -116,7 +116,7 @@ impl Drop for Running {
 
 /// A guest connected to a freshly started `smolhttpd --qemu-stream SOCKET FLAGS...`.
 struct Guest {
-    _server: Running,
+    server: Running,
     dev: Stream,
     iface: Interface,
     sockets: SocketSet<'static>,
@@ -124,7 +124,16 @@ struct Guest {
 }
 
 impl Guest {
+    fn log_path(&self) -> PathBuf {
+        self.server.dir.join("server.log")
+    }
+
     fn start(name: &str, flags: &[&str]) -> Guest {
+        Self::start_with_log(name, flags, "warn")
+    }
+
+    /// The server's log (at `level`) goes to `server.log` in its folder.
+    fn start_with_log(name: &str, flags: &[&str], level: &str) -> Guest {
         let dir =
             std::env::temp_dir().join(format!("smolhttpd-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -134,9 +143,9 @@ impl Guest {
             .arg("--qemu-stream")
             .arg(&path)
             .args(flags)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
             .spawn()
             .expect("start smolhttpd");
         let server = Running { child, dir };
@@ -156,7 +165,7 @@ impl Guest {
             a.push(IpCidr::new(IpAddress::Ipv4(GUEST_IP), 24)).unwrap();
         });
         Guest {
-            _server: server,
+            server,
             dev,
             iface,
             sockets: SocketSet::new(Vec::new()),
@@ -286,7 +295,8 @@ fn a_guest_on_the_qemu_stream_gets_files_byte_exact() {
 /// never ends gets 408 at `--head-timeout`: the flags reach the server's deadlines.
 #[test]
 fn the_deadline_flags_set_the_deadlines() {
-    let mut guest = Guest::start("deadlines", &["--idle-timeout", "1", "--head-timeout", "2"]);
+    let flags = ["--idle-timeout", "1", "--head-timeout", "2"];
+    let mut guest = Guest::start_with_log("deadlines", &flags, "info");
 
     let h = guest.connected();
     let t0 = StdInstant::now();
@@ -308,5 +318,11 @@ fn the_deadline_flags_set_the_deadlines() {
     assert!(
         cut >= StdDuration::from_millis(1900) && cut < StdDuration::from_millis(3500),
         "408 after {cut:?}, want about 2 s"
+    );
+    // The access log names what was read of the request line.
+    let log = std::fs::read_to_string(guest.log_path()).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(" GET / 408 ")),
+        "no 'GET / 408' line in the log:\n{log}"
     );
 }

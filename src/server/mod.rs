@@ -218,6 +218,13 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         self.wall_clock = Some((unix_secs, at));
     }
 
+    /// Logs every response still being sent as cut, for a clean stop (Ctrl-C).
+    pub fn log_cut(&mut self, now: Instant) {
+        for slot in &mut self.slots {
+            slot.cut(now);
+        }
+    }
+
     /// The state of each slot.
     pub fn slot_states(&self) -> [State; N] {
         core::array::from_fn(|i| self.slots[i].state)

@@ -694,7 +694,14 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     /// Answers a request that could not be parsed or came too slowly, then closes.
     fn reject(&mut self, socket: &mut tcp::Socket, cx: &mut Cx, status: Status) {
         let req = Request::EMPTY;
-        self.log.start(&req, status, cx.now);
+        // The log line names the method and target when the request line got that far.
+        let (method, target) = http::line_start(&self.buf);
+        let seen = Request {
+            method_str: method,
+            target,
+            ..req
+        };
+        self.log.start(&seen, status, cx.now);
         let answer = Answer {
             reply: Reply::error(status),
             route: usize::MAX,
@@ -786,6 +793,13 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 progress: cx.now,
                 keep_alive: false,
             });
+        }
+    }
+
+    /// Logs a request still being answered as cut (the server is stopping).
+    pub(crate) fn cut(&mut self, now: Instant) {
+        if matches!(self.state, State::Send { .. }) {
+            self.log.finish(self.peer, now, "cut: server stopped");
         }
     }
 

@@ -366,6 +366,7 @@ fn serve<D: Device, W: WaitOn>(
             }
         }
     }
+    server.log_cut(Instant::now());
     let s = server.stats();
     println!(
         "smolhttpd: stopped after {} connections, {} requests, {} bytes",
