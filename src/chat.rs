@@ -243,12 +243,9 @@ fn decode_field<const N: usize>(value: &[u8]) -> Result<heapless::String<N>, Pos
         let b = match value[i] {
             b'+' => b' ',
             b'%' => {
-                let hex = |c: Option<&u8>| c.and_then(|&c| (c as char).to_digit(16));
-                let (Some(h), Some(l)) = (hex(value.get(i + 1)), hex(value.get(i + 2))) else {
-                    return Err(PostError::Invalid);
-                };
+                let b = crate::http::percent_byte(&value[i + 1..]).ok_or(PostError::Invalid)?;
                 i += 2;
-                (h * 16 + l) as u8
+                b
             }
             b => b,
         };
@@ -309,10 +306,10 @@ impl<const M: usize> ChatRoom<M> {
     /// `GET /chat/events`: the stream from the resume point (`Last-Event-ID`, else `?since`,
     /// else 0).
     fn events(&self, req: &Request<'_>) -> Reply {
-        let last = req.header("last-event-id").and_then(|v| {
-            let v = core::str::from_utf8(v).ok()?;
-            (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).then(|| v.parse().ok())?
-        });
+        let last = req
+            .header("last-event-id")
+            .and_then(crate::http::number)
+            .and_then(|n| u32::try_from(n).ok());
         let Some(since) = last.or_else(|| parse_since(req.query)) else {
             return Reply::error(Status::BadRequest);
         };
@@ -453,10 +450,7 @@ pub fn parse_since(query: Option<&str>) -> Option<u32> {
     let mut since = 0;
     for pair in q.split('&') {
         if let Some(v) = pair.strip_prefix("since=") {
-            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            since = v.parse().ok()?;
+            since = u32::try_from(crate::http::number(v.as_bytes())?).ok()?;
         }
     }
     Some(since)

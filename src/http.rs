@@ -513,20 +513,32 @@ fn headers_of<'b>(
 fn parse_content_length(value: &[u8]) -> Option<u64> {
     let mut result = None;
     for part in value.split(|&b| b == b',') {
-        let part = trim(part);
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let mut n: u64 = 0;
-        for &d in part {
-            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        }
+        let n = number(trim(part))?;
         if result.is_some_and(|old| old != n) {
             return None;
         }
         result = Some(n);
     }
     result
+}
+
+/// A decimal number of digits only (no sign, no space, not empty), None past `u64::MAX`. The
+/// one digit parser of the core: lengths, ranges, dates, chat ids.
+pub fn number(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The byte of a `%XY` escape whose `X` and `Y` start `hex` (None: not two hex digits). The
+/// one percent-decoder of the core: paths and form fields.
+pub fn percent_byte(hex: &[u8]) -> Option<u8> {
+    let digit = |c: &u8| (*c as char).to_digit(16);
+    let (h, l) = (digit(hex.first()?)?, digit(hex.get(1)?)?);
+    Some((h * 16 + l) as u8)
 }
 
 /// Comma-separated tokens of a header value, trimmed, empty ones skipped.
@@ -629,15 +641,9 @@ pub fn normalize<const N: usize>(
     while i < bytes.len() {
         let b = match bytes[i] {
             b'%' => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                let (Some(&h), Some(&l)) = (bytes.get(i + 1), bytes.get(i + 2)) else {
-                    return Err(PathError::Invalid);
-                };
-                let (Some(h), Some(l)) = (hex(h), hex(l)) else {
-                    return Err(PathError::Invalid);
-                };
+                let b = percent_byte(&bytes[i + 1..]).ok_or(PathError::Invalid)?;
                 i += 2;
-                (h * 16 + l) as u8
+                b
             }
             b => b,
         };
@@ -718,11 +724,7 @@ pub fn parse_date(value: &[u8]) -> Option<u64> {
     if zone != "GMT" || parts.next().is_some() || day.len() != 2 || year.len() != 4 {
         return None;
     }
-    let num = |s: &str| -> Option<u64> {
-        s.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
+    let num = |s: &str| number(s.as_bytes());
     let (day, year) = (num(day)?, num(year)?);
     let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
     let mut hms = time.split(':');

@@ -264,14 +264,7 @@ pub fn parse_range(value: &[u8], len: u64) -> RangeSpec {
     let Some(dash) = spec.iter().position(|&b| b == b'-') else {
         return RangeSpec::Ignore;
     };
-    let num = |s: &[u8]| -> Option<u64> {
-        if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        s.iter().try_fold(0u64, |n, &d| {
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })
-    };
+    let num = http::number;
     let (first, last) = (&spec[..dash], &spec[dash + 1..]);
     match (first.is_empty(), last.is_empty()) {
         // -n: the last n bytes.
