@@ -5,11 +5,12 @@
       CLIENTS connections at once, each sending REQUESTS keep-alive GETs of PATH one after
       another (like an aiohttp pool). Prints `answered=N of M total=SECONDS last=SECONDS`;
       exit 0 when every request got a 200.
-  slowread HOST PORT PATH RATE SECONDS
-      GET PATH with a 4 KiB receive buffer, reading RATE bytes a second, for at most SECONDS
+  slowread HOST PORT PATH RATE SECONDS [MARKER]
+      GET PATH (creating the file MARKER once connected) with a 4 KiB receive buffer, reading RATE bytes a second, for at most SECONDS
       (or until the body is complete). Prints `bytes=N sha256=HEX complete=0|1 cut=0|1`.
-  slowhead HOST PORT SECONDS
-      Sends a request head one byte a second for at most SECONDS. Prints what came back.
+  slowhead HOST PORT SECONDS [MARKER]
+      Sends a request head one byte a second for at most SECONDS (creating the file MARKER once
+      connected). Prints what came back.
   idle HOST PORT CLIENTS SECONDS
       CLIENTS keep-alive connections, one request each, then idle for SECONDS.
 
@@ -69,11 +70,13 @@ async def keepalive(host, port, clients, requests, path):
     return 0 if stats["answered"] == total else 1
 
 
-def slowread(host, port, path, rate, seconds):
+def slowread(host, port, path, rate, seconds, marker=None):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.settimeout(5)
     s.connect((host, port))
+    if marker:
+        open(marker, "w").close()
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
     data = b""
     cut = 0
@@ -103,8 +106,10 @@ def slowread(host, port, path, rate, seconds):
     return 0
 
 
-def slowhead(host, port, seconds):
+def slowhead(host, port, seconds, marker=None):
     s = socket.create_connection((host, port), timeout=5)
+    if marker:
+        open(marker, "w").close()
     head = f"GET /index.html HTTP/1.1\r\nHost: {host}\r\nX-Slow: {'a' * 64}\r\n\r\n".encode()
     s.setblocking(False)
     got = b""
@@ -147,9 +152,9 @@ def main():
     if mode == "keepalive":
         return asyncio.run(keepalive(host, port, int(a[0]), int(a[1]), a[2]))
     if mode == "slowread":
-        return slowread(host, port, a[0], int(a[1]), float(a[2]))
+        return slowread(host, port, a[0], int(a[1]), float(a[2]), a[3] if len(a) > 3 else None)
     if mode == "slowhead":
-        return slowhead(host, port, float(a[0]))
+        return slowhead(host, port, float(a[0]), a[1] if len(a) > 1 else None)
     if mode == "idle":
         return idle(host, port, int(a[0]), float(a[1]))
     print(__doc__, file=sys.stderr)
