@@ -104,6 +104,11 @@ impl<D: Device, const N: usize> Gate<D, N> {
         self.filter.open = open;
         self.filter.port = port;
         self.filter.known.clear();
+        // The common case, a slot listens and nobody waits, costs nothing more per frame.
+        let waiting = self.queue.iter().any(Option::is_some);
+        if open && !waiting {
+            return;
+        }
         for ep in known {
             // More peers than slots cannot be.
             let _ = self.filter.known.push(ep);
