@@ -754,6 +754,80 @@ if [ "${E2E_SKIP_REDBOT:-0}" != 1 ]; then
   check "strict parser (llhttp) and httplint on raw 200/206/301/304/4xx/5xx responses" t_strict
 fi
 
+# ------------------------------------------------------------------ offload (issue 15)
+
+# every_file NS: GET every file of the image from inside NS; each must be 200 and byte-exact.
+# Prints the file count and bytes.
+every_file() {
+  local ns=$1 f rel n=0 bytes=0 code
+  while IFS= read -r -d '' f; do
+    rel=${f#"$FS"}
+    code=$(ns_curl "$ns" -o "$TMPD/ef" -w '%{http_code}' "$BASE$rel") || { echo "GET $rel: curl failed"; return 1; }
+    if [ "$code" != 200 ] || ! cmp -s "$TMPD/ef" "$f"; then
+      echo "GET $rel: status $code, $(fsize "$TMPD/ef") bytes, want 200 and the $(fsize "$f") bytes of $f"; return 1
+    fi
+    n=$((n + 1)); bytes=$((bytes + $(fsize "$f")))
+  done < <(find "$FS" -type f -print0 | sort -z)
+  echo "info: $n files, $bytes bytes"
+}
+
+# A second namespace routed through the tap's host side: $NS2 (veth 10.69.2.2) -> $NS (veth
+# 10.69.2.1, forwarding) -> tap0 -> smolhttpd. Segmentation offload is off on $NS's veth, so
+# the kernel cuts smolhttpd's large segments to the veth's MTU (1500) in software.
+NS2=${NS}-r
+setup_routed() {
+  make_ns "$NS2" || return 1
+  ip -n "$NS" link add vr0 type veth peer name vr1 netns "$NS2" || return 1
+  ip -n "$NS" addr add 10.69.2.1/24 dev vr0 && ip -n "$NS2" addr add 10.69.2.2/24 dev vr1 &&
+    ip -n "$NS" link set vr0 up && ip -n "$NS2" link set vr1 up &&
+    ip -n "$NS2" route add default via 10.69.2.1 &&
+    ip netns exec "$NS" sysctl -qw net.ipv4.ip_forward=1 || return 1
+  if command -v ethtool >/dev/null 2>&1 || [ -x /usr/sbin/ethtool ]; then
+    ip netns exec "$NS" "$(command -v ethtool || echo /usr/sbin/ethtool)" -K vr0 tso off gso off >/dev/null 2>&1
+  fi
+}
+veth_tx() { ip -n "$NS" -s link show vr0 | awk '/TX:/ {getline; print $1, $2; exit}'; }
+
+# t_routed: every file through the router, byte-exact, and the routed veth carried packets of
+# at most MTU size (packets >= bytes / 1460: the kernel segmented).
+t_routed() {
+  local out b0 p0 b1 p1 pk by
+  read -r b0 p0 <<<"$(veth_tx)"
+  out=$(every_file "$NS2") || { echo "$out"; return 1; }
+  read -r b1 p1 <<<"$(veth_tx)"
+  echo "$out"
+  by=$((b1 - b0)); pk=$((p1 - p0))
+  echo "info: the routed veth sent $pk packets, $by bytes: $((pk > 0 ? by / pk : 0)) bytes a packet on average"
+  if [ "$pk" -lt $((by / 1514)) ]; then echo "fewer packets than MTU-sized frames would need: not segmented"; return 1; fi
+}
+
+t_start_line() { # t_start_line WANT_OFFLOAD(1/0)
+  local line
+  line=$(grep -m1 'serving http' "$LOG")
+  echo "info: $line"
+  if [ "$1" = 1 ]; then [[ $line == *"(mtu 1500, offload)"* ]] || { echo "want '(mtu 1500, offload)'"; return 1; }
+  else [[ $line == *"(mtu 1500)"* ]] || { echo "want '(mtu 1500)' without offload"; return 1; }; fi
+}
+
+section "offload: large segments cut by the kernel; a routed client; --no-offload"
+check "start line: tap0 (mtu 1500, offload)" t_start_line 1
+if setup_routed; then
+  check "a client in a second namespace, routed at MTU 1500: every file byte-exact, segmented" t_routed
+else
+  report "routed namespace set up" 1 "ip link/addr/route failed"
+fi
+stop_server
+LOG=$OUT/server-no-offload.log
+say "server: $BIN --tap $TAP --no-offload (log $LOG)"
+start_server --no-offload
+if server_up "$BASE/" 50 10; then
+  check "--no-offload: start line tap0 (mtu 1500)" t_start_line 0
+  check "--no-offload: every file byte-exact" every_file "$NS"
+  check "--no-offload: the routed client gets every file byte-exact" t_routed
+else
+  report "--no-offload: server came up" 1 "$(tail -n 5 "$LOG")"
+fi
+
 # ------------------------------------------------------------------ the library's example
 
 section "examples/hello.rs: your own handlers beside the image, on the same tap"

@@ -66,16 +66,25 @@ struct Args {
     /// Receive buffer of each slot's socket, bytes.
     #[arg(long, default_value_t = config::RX_BUFFER, value_parser = buffer_size)]
     rx_buffer: usize,
-    /// Transmit buffer of each slot's socket, bytes (raise it for jumbo frames).
-    #[arg(long, default_value_t = config::TX_BUFFER, value_parser = buffer_size)]
-    tx_buffer: usize,
+    /// Transmit buffer of each slot's socket, bytes [default: 262144 on a tap with offload,
+    /// where one segment can be 64 KB; else 16384] (raise it for jumbo frames without offload).
+    #[arg(long, value_parser = buffer_size)]
+    tx_buffer: Option<usize>,
+    /// Turn off checksum and segmentation offload on the tap. With offload (the default where
+    /// the kernel supports it) smolhttpd writes TCP segments of up to 64 KB and the kernel cuts
+    /// them to the tap's MTU; --pcap then shows those large segments with partial checksums, as
+    /// a capture on a TSO network card does. No effect with --qemu-stream/--qemu-dgram.
+    #[arg(long)]
+    no_offload: bool,
     /// Write every frame to this pcap file (open it in Wireshark).
     #[arg(long)]
     pcap: Option<PathBuf>,
-    /// Drop this percentage of frames in each direction (chaos testing; caps frames at 1536 bytes).
+    /// Drop this percentage of frames in each direction (chaos testing; caps frames at 1536
+    /// bytes; turns offload off).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     drop_chance: u8,
-    /// Corrupt this percentage of frames in each direction (chaos testing).
+    /// Corrupt this percentage of frames in each direction (chaos testing; turns offload off:
+    /// the kernel would checksum the corrupted bytes as sent).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     corrupt_chance: u8,
     /// Seconds a request head may take from its first byte (then 408).
@@ -141,7 +150,7 @@ fn main() -> ExitCode {
 }
 
 /// Opens the tap with a message that says what to do when it cannot.
-fn open_tap(name: &str, mtu: Option<u32>) -> Result<TapDevice, String> {
+fn open_tap(name: &str, mtu: Option<u32>, offload: bool) -> Result<TapDevice, String> {
     let sys = PathBuf::from("/sys/class/net").join(name);
     if !sys.exists() {
         return Err(format!(
@@ -175,7 +184,19 @@ fn open_tap(name: &str, mtu: Option<u32>) -> Result<TapDevice, String> {
             _ => format!("cannot open {path}: {e}"),
         });
     }
-    TapDevice::open(name, mtu).map_err(|e| match e.kind() {
+    let opened = if offload {
+        match TapDevice::open_offload(name, mtu) {
+            // No virtio-net headers on taps in this kernel: serve without offload.
+            Err(e) if e.raw_os_error() == Some(22) && is_tap(name) => {
+                log::info!("tap offload not supported here ({e}); serving without it");
+                TapDevice::open(name, mtu)
+            }
+            r => r,
+        }
+    } else {
+        TapDevice::open(name, mtu)
+    };
+    opened.map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => format!(
             "no permission to open TAP '{name}'; recreate it owned by you: sudo scripts/tap-up.sh {name}"
         ),
@@ -187,6 +208,15 @@ fn open_tap(name: &str, mtu: Option<u32>) -> Result<TapDevice, String> {
         }
         _ => format!("cannot open TAP '{name}': {e}"),
     })
+}
+
+/// Whether `name` is a tap (not a tun or another kind of interface).
+fn is_tap(name: &str) -> bool {
+    // /sys/class/net/NAME/tun_flags: IFF_TAP is 0x0002.
+    std::fs::read_to_string(PathBuf::from("/sys/class/net").join(name).join("tun_flags"))
+        .ok()
+        .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|f| f & 2 != 0)
 }
 
 /// What the loop sleeps on: the fd that becomes readable when a frame comes, and how long the
@@ -215,7 +245,11 @@ impl WaitOn for qemu::Waiter {
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
+/// The send buffer per slot on a tap with offload: room for four 64 KB segments in flight (the
+/// pages are touched only as far as a download fills them).
+const OFFLOAD_TX_BUFFER: usize = 256 * 1024;
+
+fn run(mut args: Args) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -233,14 +267,26 @@ fn run(args: Args) -> Result<(), String> {
     match qemu {
         Some(dev) => {
             let wait = dev.waiter();
-            let name = dev.to_string();
+            let name = format!("{dev} (mtu {qemu_mtu})");
             let hint = dev.qemu_hint();
             start(&args, dev, wait, &name, Some(&hint), &stop)
         }
         None => {
-            let tap = open_tap(&args.tap, args.mtu)?;
+            // The chaos flags turn offload off: the FaultInjector caps frames at 1536 bytes, and
+            // a frame corrupted before the kernel finishes its checksum would arrive as valid.
+            let chaos = args.drop_chance > 0 || args.corrupt_chance > 0;
+            let tap = open_tap(&args.tap, args.mtu, !args.no_offload && !chaos)?;
+            if tap.offload() {
+                args.tx_buffer.get_or_insert(OFFLOAD_TX_BUFFER);
+            }
             let fd = tap.fd();
-            start(&args, tap, fd, &args.tap, None, &stop)
+            let name = format!(
+                "{} (mtu {}{})",
+                args.tap,
+                tap.wire_mtu(),
+                if tap.offload() { ", offload" } else { "" }
+            );
+            start(&args, tap, fd, &name, None, &stop)
         }
     }
 }
@@ -254,9 +300,8 @@ fn start<D: Device, W: WaitOn>(
     hint: Option<&str>,
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    let mtu = dev.capabilities().max_transmission_unit - 14;
     println!(
-        "smolhttpd: serving http://{}:{}/ on {name} (mtu {mtu}), {} files, {:.1} MB, {SLOTS} slots",
+        "smolhttpd: serving http://{}:{}/ on {name}, {} files, {:.1} MB, {SLOTS} slots",
         args.ip.address(),
         args.port,
         site::FILES.len(),
@@ -329,7 +374,7 @@ fn serve<D: Device, W: WaitOn>(
     // Storage lent to the server; it lives as long as this function.
     let mut storage = [SocketStorage::EMPTY; SLOTS];
     let mut rx = vec![0u8; SLOTS * args.rx_buffer];
-    let mut tx = vec![0u8; SLOTS * args.tx_buffer];
+    let mut tx = vec![0u8; SLOTS * args.tx_buffer.unwrap_or(config::TX_BUFFER)];
     let mut chat = ChatRoom::<{ chat::MESSAGES }>::new();
     let mut status = StatusPage::<SLOTS>::new();
     let mut files = Files::new(site::FILES);
