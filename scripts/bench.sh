@@ -29,18 +29,26 @@
 # it installs the musl target and musl-tools when missing): no libc.so/ld.so pages. When that
 # build cannot be made, its row is "-" and the target is checked on the glibc build.
 #
-# Per server: wrk -t2 -c10 -dD --latency on the 1 KB file with keep-alive and with
+# Rounds: the servers take turns, ROUNDS times (smolhttpd, smolhttpd --no-offload, nginx,
+# python, smolhttpd, ...), each started fresh per round, so a slow minute on a shared machine
+# lands on all of them. Every figure is the median over the rounds (downloads: over every
+# download of every round) and is printed with its spread (min-max).
+#
+# Per server and round: wrk -t2 -c10 -dD --latency on the 1 KB file with keep-alive and with
 # `Connection: close`, on the 100 KB file with keep-alive (plus requests per connection: wrk's
 # requests over the connections the client's kernel opened, since wrk reconnects silently when
-# a server drops keep-alive); the 10 MB file with curl (one checked
-# warm-up, then the median of N runs of %{speed_download}); then VmRSS/RssAnon (nginx: master +
-# workers summed) and CPU use while idle (/proc/PID/task/*/schedstat, ns). Then the 10 MB
-# download again for smolhttpd and nginx at MTU 9000 and 65000 (tap or veth MTU set with
+# a server drops keep-alive); during each wrk run the servers' CPU time (user + system of
+# every thread, /proc/PID/task/*/schedstat; nginx: master + workers) and, with perf, their
+# system calls (raw_syscalls:sys_enter), each divided by the requests; the 10 MB file with
+# curl (one checked warm-up, then N downloads, %{speed_download}); then VmRSS/RssAnon and CPU
+# use while idle. Then the 10 MB download at MTU 9000 and 65000 (tap or veth MTU set with
 # `ip link set mtu`, smolhttpd started with the same --mtu; "+buf" means smolhttpd runs with
-# --tx-buffer 1048576 --rx-buffer 65536, nginx keeps the kernel's autotuned buffers).
+# --tx-buffer 1048576 --rx-buffer 65536, nginx keeps the kernel's autotuned buffers),
+# smolhttpd and nginx taking turns the same way.
 #
-# Modes: full (default): wrk -d10s, 5 curl runs, 5 s idle (about 3 minutes plus the build).
-#        --quick:        wrk -d3s, 3 curl runs, 3 s idle (about 1 minute plus the build).
+# Modes: full (default): 3 rounds, wrk -d5s, 3 downloads a round, 3 s idle (about 7 minutes
+#                        plus the build).
+#        --quick:        3 rounds, wrk -d2s, 2 downloads a round, 1 s idle (about 3 minutes).
 #
 # Output: the table on stdout and in target/bench/results.txt, target/bench/results.csv, the
 # chart target/bench/chart.png (scripts/bench/chart.gp), raw wrk/curl/server logs under
@@ -70,7 +78,8 @@ for a in "$@"; do
     *) echo "bench: unknown argument '$a' (try --help)" >&2; exit 2 ;;
   esac
 done
-if [ "$QUICK" = 1 ]; then DUR=3; CURL_RUNS=3; IDLE=3; MODE=quick; else DUR=10; CURL_RUNS=5; IDLE=5; MODE=full; fi
+ROUNDS=3
+if [ "$QUICK" = 1 ]; then DUR=2; CURL_RUNS=2; IDLE=1; MODE=quick; else DUR=5; CURL_RUNS=3; IDLE=3; MODE=full; fi
 
 OUT=${BENCH_OUT:-target/bench}
 NS_T=sbench-tap-$$
@@ -84,8 +93,13 @@ NGINX_PID=
 PY_PID=
 FAILS=()
 NOTES=()
-declare -A V=()    # V[key:server] = value
+declare -A V=()    # V[key:server] = the values of every round, space-separated
 T_START=$(date +%s)
+
+put() { V["$1:$2"]="${V["$1:$2"]:-}${V["$1:$2"]:+ }$3"; }   # put KEY SERVER VALUE: one more run
+median() { # median VALUES...: the median (mean of the middle two for an even count)
+  printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.6g", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
 
 say() { echo "bench: $*" >&2; }
 fail() { FAILS+=("$*"); echo "bench: FAILED: $*" >&2; }
@@ -97,7 +111,7 @@ need_root "network namespaces, tap, veth"
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 missing=()
-for pair in wrk:wrk nginx:nginx-light python3:python3 gnuplot:gnuplot-nox curl:curl ip:iproute2 \
+for pair in wrk:wrk nginx:nginx-light python3:python3 gnuplot:gnuplot-nox curl:curl ip:iproute2 perf:linux-perf \
             timeout:coreutils awk:gawk ps:procps; do
   have "${pair%%:*}" || missing+=("${pair#*:}")
 done
@@ -347,16 +361,27 @@ to_ms() { # wrk duration (123.00us, 1.23ms, 2.00s, 1.00m) -> ms
 # shellcheck disable=SC2016  # awk program, not shell
 tcp_opens() { ip netns exec "$1" awk '/^Tcp:/ && $6 ~ /^[0-9]+$/ {print $6}' /proc/net/snmp; }
 
-# wrk_run SERVER NS PID KEY URL [WRK ARGS...]: requests/s, p50, p99, requests per connection.
+# wrk_run SERVER NS PID KEY URL [WRK ARGS...]: one run's requests/s, p50, p99, requests per
+# connection, and the server's CPU time and system calls per request.
 wrk_run() {
-  local srv=$1 ns=$2 pid=$3 key=$4 url=$5 f rc rps reqs p50 p99 serr non2xx c0 c1 rpc
+  local srv=$1 ns=$2 pid=$3 key=$4 url=$5 f rc rps reqs p50 p99 serr non2xx c0 c1 rpc pids cpu0 cpu1 perf_pid= sys=
   shift 5
-  f=$LOGD/wrk-$srv-$key.txt
-  say "$srv: wrk -t2 -c10 -d${DUR}s --latency $* $url"
-  c0=$(tcp_opens "$ns")
+  f=$LOGD/wrk-$srv-$key-r$ROUND.txt
+  say "$srv: wrk -t2 -c10 -d${DUR}s --latency $* $url (round $ROUND)"
+  mapfile -t pids < <(pid_tree "$pid")
+  if have perf; then
+    perf stat -x, -e raw_syscalls:sys_enter -p "$(IFS=,; echo "${pids[*]}")" -o "$TMPD/perf" &
+    perf_pid=$!
+    sleep 0.2
+  fi
+  c0=$(tcp_opens "$ns"); cpu0=$(sum_cpu_ns "${pids[@]}")
   timeout $((DUR + 30)) ip netns exec "$ns" wrk -t2 -c10 -d"${DUR}s" --latency --timeout 2s "$@" "$url" >"$f" 2>&1
   rc=$?
-  c1=$(tcp_opens "$ns")
+  c1=$(tcp_opens "$ns"); cpu1=$(sum_cpu_ns "${pids[@]}")
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null
+    sys=$(awk -F, '/raw_syscalls:sys_enter/ && $1 ~ /^[0-9]+$/ {print $1}' "$TMPD/perf")
+  fi
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
   reqs=$(awk '/ requests in / {print $1}' "$f")
   p50=$(awk '$1 == "50%" {print $2}' "$f")
@@ -368,12 +393,15 @@ wrk_run() {
     alive "$srv" "$pid"
     return 1
   fi
-  V[$key"_rps:"$srv]=$rps
-  V[$key"_p50:"$srv]=$(to_ms "$p50")
-  V[$key"_p99:"$srv]=$(to_ms "$p99")
+  put "${key}_rps" "$srv" "$rps"
+  put "${key}_p50" "$srv" "$(to_ms "$p50")"
+  put "${key}_p99" "$srv" "$(to_ms "$p99")"
+  put "${key}_cpu" "$srv" "$(awk -v a="$cpu0" -v b="$cpu1" -v r="$reqs" 'BEGIN {printf "%.3f", (b - a) / 1e3 / r}')"
+  # perf counts from its start, 0.2 s before wrk: an idle server makes no calls meanwhile.
+  [ -n "$sys" ] && put "${key}_sys" "$srv" "$(awk -v c="$sys" -v r="$reqs" 'BEGIN {printf "%.3f", c / r}')"
   rpc=$(awk -v r="$reqs" -v c=$((c1 - c0)) 'BEGIN {if (c > 0) printf "%.1f", r / c}')
-  V[$key"_rpc:"$srv]=$rpc
-  echo "(bench.sh) connections opened by the client: $((c1 - c0)), requests per connection: ${rpc:-?}" >>"$f"
+  [ -n "$rpc" ] && put "${key}_rpc" "$srv" "$rpc"
+  echo "(bench.sh) connections opened by the client: $((c1 - c0)), requests per connection: ${rpc:-?}; server CPU $(((cpu1 - cpu0) / 1000000)) ms, system calls ${sys:-?}" >>"$f"
   if [ -n "$rpc" ] && [ "$srv" != python ]; then
     case $key in
       close) awk -v r="$rpc" 'BEGIN {exit !(r > 1.05)}' && note "$srv $key: $rpc requests per connection with Connection: close (should be 1)" ;;
@@ -400,8 +428,7 @@ if [ "$(nproc)" -ge 2 ] && have taskset; then PIN=1; else PIN=0; fi
 curl_mbs() {
   local srv=$1 ns=$2 pid=$3 key=$4 f out code size speed i
   f=$LOGD/curl-$srv-$key.txt
-  say "$srv: 10 MB x $CURL_RUNS ($key)"
-  : >"$f"
+  say "$srv: 10 MB x $CURL_RUNS ($key, round $ROUND)"
   if [ "$PIN" = 1 ]; then
     pin "$pid" 0
     local CURL_PREFIX=(taskset -c 1)
@@ -421,10 +448,8 @@ curl_mbs() {
     if [ "$code" != 200 ] || [ "$size" != "$SIZE_10M" ]; then
       fail "$srv $key: run $i: status ${code:-none}, $size bytes ($f)"; alive "$srv" "$pid"; return 1
     fi
-    echo "$speed" >>"$TMPD/speeds"
+    put "$key" "$srv" "$(awk -v s="$speed" 'BEGIN {printf "%.1f", s / 1e6}')"
   done
-  V[$key":"$srv]=$(sort -g "$TMPD/speeds" | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1e6}')
-  rm -f "$TMPD/speeds"
   [ "$PIN" = 1 ] && pin "$pid" "$ALL_CPUS"
   alive "$srv" "$pid"
 }
@@ -435,11 +460,12 @@ rss_idle() {
   alive "$srv" "$pid" || return 1
   sleep 1
   mapfile -t pids < <(pid_tree "$pid")
-  V["rss:$srv"]=$(sum_status VmRSS "${pids[@]}")
-  V["rss_anon:$srv"]=$(sum_status RssAnon "${pids[@]}")
+  local rss anon idle
+  rss=$(sum_status VmRSS "${pids[@]}"); anon=$(sum_status RssAnon "${pids[@]}")
   t0=$(sum_cpu_ns "${pids[@]}"); sleep "$IDLE"; t1=$(sum_cpu_ns "${pids[@]}")
-  V["idle_cpu:$srv"]=$(awk -v a="$t0" -v b="$t1" -v s="$IDLE" 'BEGIN {printf "%.4f", (b - a) / 1e9 / s * 100}')
-  say "$srv: RSS ${V["rss:$srv"]} kB (anon ${V["rss_anon:$srv"]} kB), idle CPU ${V["idle_cpu:$srv"]}% (pids ${pids[*]})"
+  idle=$(awk -v a="$t0" -v b="$t1" -v s="$IDLE" 'BEGIN {printf "%.4f", (b - a) / 1e9 / s * 100}')
+  put rss "$srv" "$rss"; put rss_anon "$srv" "$anon"; put idle_cpu "$srv" "$idle"
+  say "$srv: RSS $rss kB (anon $anon kB), idle CPU $idle% (pids ${pids[*]})"
 }
 
 measure() { # measure SERVER NS PID: the MTU 1500 block
@@ -486,11 +512,6 @@ fi
 snap_times; STAT0=$(stat_ticks); OWN0=$(times_secs); SOFT0=$(softirq_ticks)
 say "mode $MODE: wrk -d${DUR}s, $CURL_RUNS curl runs, ${IDLE} s idle; load average $LOAD_START"
 
-# --- MTU 1500, all three servers
-if start_smol smol-1500 "$BIN"; then measure smolhttpd "$NS_T" "$SMOL_PID"; stop_smol; fi
-if start_nginx; then measure nginx "$NS_C" "$NGINX_PID"; stop_nginx; fi
-if start_python; then measure python "$NS_C" "$PY_PID"; stop_python; fi
-
 # rss_libs PID: resident kB of the process's libc.so and ld.so mappings (/proc/PID/smaps).
 rss_libs() {
   awk '/^[0-9a-f]+-[0-9a-f]+ / {lib = ($6 ~ /\/(libc\.so|libc-[0-9.]+\.so|ld-linux[^\/]*\.so)[^\/]*$/)}
@@ -502,7 +523,7 @@ rss_libs() {
 rss_default() {
   local key=$1 name=$2 bin=$3 srv=smolhttpd-${2#smol-} f rel code
   start_smol "$name" "$bin" || return 1
-  V["${key}_start:smolhttpd"]=$(sum_status VmRSS "$SMOL_PID")
+  put "${key}_start" smolhttpd "$(sum_status VmRSS "$SMOL_PID")"
   say "$srv: GET every file of fs_image, then wrk on /"
   while IFS= read -r -d '' f; do
     rel=${f#fs_image}
@@ -513,30 +534,42 @@ rss_default() {
   wrk_run "$srv" "$NS_T" "$SMOL_PID" "${name#smol-}" "$BASE/"
   if alive "$srv" "$SMOL_PID"; then
     sleep 1
-    V["$key:smolhttpd"]=$(sum_status VmRSS "$SMOL_PID")
-    V["${key}_anon:smolhttpd"]=$(sum_status RssAnon "$SMOL_PID")
-    V["${key}_file:smolhttpd"]=$(sum_status RssFile "$SMOL_PID")
-    V["${key}_libc:smolhttpd"]=$(rss_libs "$SMOL_PID")
-    say "$srv: RSS ${V["$key:smolhttpd"]} kB (anon ${V["${key}_anon:smolhttpd"]} kB, libc.so+ld.so ${V["${key}_libc:smolhttpd"]} kB)"
+    local rss anon
+    rss=$(sum_status VmRSS "$SMOL_PID"); anon=$(sum_status RssAnon "$SMOL_PID")
+    put "$key" smolhttpd "$rss"; put "${key}_anon" smolhttpd "$anon"
+    put "${key}_file" smolhttpd "$(sum_status RssFile "$SMOL_PID")"
+    put "${key}_libc" smolhttpd "$(rss_libs "$SMOL_PID")"
+    say "$srv: RSS $rss kB (anon $anon kB)"
   fi
   stop_smol
 }
-# --- RSS with the default image and configuration: the glibc build, then the static one.
-rss_default rss_default smol-default "$BIN_DEF"
-[ -n "$BIN_STATIC" ] && rss_default rss_static smol-static "$BIN_STATIC"
-
-# --- jumbo frames: the 10 MB download, smolhttpd then nginx, per MTU.
-jumbo() { # jumbo KEY MTU [SMOLHTTPD BUFFER ARGS...]
+jumbo() { # jumbo KEY MTU [SMOLHTTPD ARGS...]: the 10 MB download at MTU, smolhttpd then nginx
   local key=$1 mtu=$2
   shift 2
   set_mtu_tap "$mtu"
-  if start_smol "smol-$key" "$BIN" --mtu "$mtu" "$@"; then curl_mbs smolhttpd "$NS_T" "$SMOL_PID" "$key"; stop_smol; fi
+  if start_smol "smol-$key-r$ROUND" "$BIN" --mtu "$mtu" "$@"; then curl_mbs smolhttpd "$NS_T" "$SMOL_PID" "$key"; stop_smol; fi
   set_mtu_veth "$mtu"
   if start_nginx; then curl_mbs nginx "$NS_C" "$NGINX_PID" "$key"; stop_nginx; fi
 }
-jumbo m10_9000 9000
-jumbo m10_9000b 9000 "${BIG_BUF[@]}"
-jumbo m10_65000b 65000 "${BIG_BUF[@]}"
+
+# --- the rounds: every server in turn, fresh each time.
+ROUND=0
+for ROUND in $(seq 1 "$ROUNDS"); do
+  say "round $ROUND of $ROUNDS"
+  set_mtu_tap 1500; set_mtu_veth 1500
+  if start_smol "smol-1500-r$ROUND" "$BIN"; then measure smolhttpd "$NS_T" "$SMOL_PID"; stop_smol; fi
+  if start_smol "smol-nooff-r$ROUND" "$BIN" --no-offload; then measure smol-nooff "$NS_T" "$SMOL_PID"; stop_smol; fi
+  if start_nginx; then measure nginx "$NS_C" "$NGINX_PID"; stop_nginx; fi
+  if start_python; then measure python "$NS_C" "$PY_PID"; stop_python; fi
+  # RSS with the default image and configuration: the glibc build, then the static one.
+  rss_default rss_default "smol-default-r$ROUND" "$BIN_DEF"
+  [ -n "$BIN_STATIC" ] && rss_default rss_static "smol-static-r$ROUND" "$BIN_STATIC"
+  # Jumbo frames: the 10 MB download, smolhttpd (offload off: the tap's MTU is the segment) then nginx.
+  jumbo m10_9000 9000 --no-offload
+  jumbo m10_9000b 9000 --no-offload "${BIG_BUF[@]}"
+  jumbo m10_65000b 65000 --no-offload "${BIG_BUF[@]}"
+done
+ROUND=all
 
 snap_times; OTHERS=$(others_pct "$STAT0" "$OWN0" "$SOFT0")
 [ "$OTHERS" -gt 10 ] &&
@@ -549,29 +582,51 @@ ROWS=(
   "ka_rps|1 KB keep-alive|req/s|0"
   "ka_p50|  latency p50|ms|3"
   "ka_p99|  latency p99|ms|3"
+  "ka_cpu|  server CPU per request|us|2"
+  "ka_sys|  system calls per request|calls|2"
   "ka_rpc|  requests per connection|req/c|1"
   "close_rps|1 KB Connection: close|req/s|0"
   "close_p50|  latency p50|ms|3"
   "close_p99|  latency p99|ms|3"
+  "close_cpu|  server CPU per request|us|2"
+  "close_sys|  system calls per request|calls|2"
   "k100_rps|100 KB keep-alive|req/s|0"
+  "k100_cpu|  server CPU per request|us|1"
+  "k100_sys|  system calls per request|calls|1"
   "k100_rpc|  requests per connection|req/c|1"
   "m10_1500|10 MB, MTU 1500|MB/s|0"
-  "m10_9000|10 MB, MTU 9000|MB/s|0"
-  "m10_9000b|10 MB, MTU 9000, +buf|MB/s|0"
-  "m10_65000b|10 MB, MTU 65000, +buf|MB/s|0"
+  "m10_9000|10 MB, MTU 9000, no offload|MB/s|0"
+  "m10_9000b|10 MB, MTU 9000, no offload, +buf|MB/s|0"
+  "m10_65000b|10 MB, MTU 65000, no offload, +buf|MB/s|0"
   "rss|RSS after load (VmRSS)|MiB|1"
   "rss_anon|  of which anonymous (RssAnon)|MiB|1"
   "idle_cpu|idle CPU, ${IDLE} s after load|%|3"
   "rss_default|RSS, default image and config|MiB|2"
   "rss_static|RSS, default image, static (musl)|MiB|2"
 )
+SERVERS=(smolhttpd smol-nooff nginx python)
 
-val() { # val KEY SERVER: the value in its display unit (kB -> MiB), or empty
+unit() { case $1 in rss*) awk -v k="$2" 'BEGIN {printf "%.4f", k / 1024}' ;; *) echo "$2" ;; esac; }
+val() { # val KEY SERVER: the median over the runs in its display unit (kB -> MiB), or empty
   local v=${V["$1:$2"]:-}
   [ -z "$v" ] && return 0
-  case $1 in rss*) awk -v k="$v" 'BEGIN {printf "%.3f", k / 1024}' ;; *) echo "$v" ;; esac
+  # shellcheck disable=SC2086  # the runs, one per word
+  unit "$1" "$(median $v)"
+}
+runs() { local v=${V["$1:$2"]:-}; set -- $v; echo $#; }   # runs KEY SERVER: how many values
+spread() { # spread KEY SERVER DECIMALS: "min-max" over the runs in display units, or empty
+  local v=${V["$1:$2"]:-} lo hi
+  [ -z "$v" ] && return 0
+  lo=$(printf '%s\n' $v | sort -g | head -n 1); hi=$(printf '%s\n' $v | sort -g | tail -n 1)
+  echo "$(fmt "$(unit "$1" "$lo")" "$3")-$(fmt "$(unit "$1" "$hi")" "$3")"
 }
 fmt() { [ -z "$1" ] && { echo "-"; return; }; awk -v v="$1" -v d="$2" 'BEGIN {printf "%.*f", d, v}'; }
+cell() { # cell KEY SERVER DECIMALS: "median (min-max)"
+  local m
+  m=$(val "$1" "$2")
+  [ -z "$m" ] && { echo "-"; return; }
+  if [ "$(runs "$1" "$2")" -gt 1 ]; then echo "$(fmt "$m" "$3") ($(spread "$1" "$2" "$3"))"; else fmt "$m" "$3"; fi
+}
 ratio() { [ -z "$1" ] || [ -z "$2" ] && { echo "-"; return; }; awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "-"}'; }
 
 GIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -590,7 +645,7 @@ nan() { [ -z "$1" ] && echo NaN || echo "$1"; }
     echo "\"${k#*|}\" $(nan "$(val "${k%%|*}" smolhttpd)") $(nan "$(val "${k%%|*}" nginx)") $(nan "$(val "${k%%|*}" python)")"
   done
 } >"$OUT/chart-mbs.dat"
-if ! gnuplot -e "rps='$OUT/chart-rps.dat'; mbs='$OUT/chart-mbs.dat'; out='$OUT/chart.png'; subtitle='$MODE run $(date -u '+%Y-%m-%d'), smolhttpd $GIT, $(nproc) CPUs, client on the same machine'" \
+if ! gnuplot -e "rps='$OUT/chart-rps.dat'; mbs='$OUT/chart-mbs.dat'; out='$OUT/chart.png'; subtitle='$MODE run $(date -u '+%Y-%m-%d'), smolhttpd $GIT, $(nproc) CPUs, client on the same machine, medians of $ROUNDS rounds'" \
     scripts/bench/chart.gp 2>"$LOGD/gnuplot.log"; then
   cat "$LOGD/gnuplot.log" >&2
   fail "gnuplot failed (log: $LOGD/gnuplot.log)"
@@ -598,32 +653,38 @@ fi
 
 REPORT=$OUT/results.txt
 CSV=$OUT/results.csv
+W=22
 {
-  echo "smolhttpd benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $MODE mode: wrk -t2 -c10 -d${DUR}s, median of $CURL_RUNS curl runs"
+  echo "smolhttpd benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $MODE mode: $ROUNDS rounds, servers taking turns; wrk -t2 -c10 -d${DUR}s, $CURL_RUNS downloads a round"
+  echo "every figure: median over the rounds (downloads: over all $((ROUNDS * CURL_RUNS)) of them), with (min-max)"
   echo "machine: $(nproc) CPUs ($CPU), Linux $(uname -r); load average at start $LOAD_START, CPUs ${BUSY_START}% busy just before;"
   echo "other work took ~${OTHERS}% of the CPU time while measuring; $([ "$PIN" = 1 ] && echo "10 MB downloads: server on CPU 0, curl on CPU 1; wrk unpinned" || echo "nothing pinned")"
-  echo "smolhttpd $GIT (release, RUST_LOG=${RUST_LOG:-warn}, default buffers rx 4096 / tx 16384 per slot) on a tap;"
+  echo "smolhttpd $GIT (release, RUST_LOG=${RUST_LOG:-warn}, default flags: offload, tx 262144 / rx 4096 per slot) on a tap;"
+  echo "smol-nooff: the same with --no-offload (tx 16384 per slot);"
   echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (2 workers, sendfile, access_log off) and python $("$PY" -c 'import platform; print(platform.python_version())') http.server on a veth pair"
   echo "files: /index.html 1024 B (generated 1 KB home page), /100k.bin 102400 B, /10m.bin 10485760 B; MB/s = 10^6 B/s"
   echo
-  printf '%-34s %-6s %10s %10s %10s %11s\n' metric unit smolhttpd nginx python smol/nginx
-  printf '%-34s %-6s %10s %10s %10s %11s\n' "$(printf '%.0s-' {1..34})" ------ ---------- ---------- ---------- -----------
+  printf "%-36s %-6s %${W}s %${W}s %${W}s %${W}s %11s\n" metric unit smolhttpd smol-nooff nginx python smol/nginx
+  printf "%-36s %-6s %${W}s %${W}s %${W}s %${W}s %11s\n" "$(printf '%.0s-' {1..36})" ------ "$(printf '%.0s-' $(seq $W))" "$(printf '%.0s-' $(seq $W))" "$(printf '%.0s-' $(seq $W))" "$(printf '%.0s-' $(seq $W))" -----------
   for r in "${ROWS[@]}"; do
     IFS='|' read -r key label unit dec <<<"$r"
-    s=$(val "$key" smolhttpd); n=$(val "$key" nginx); p=$(val "$key" python)
-    rt=$(ratio "$s" "$n"); [[ $key == *_rpc ]] && rt=-
-    printf '%-34s %-6s %10s %10s %10s %11s\n' "$label" "$unit" "$(fmt "$s" "$dec")" "$(fmt "$n" "$dec")" "$(fmt "$p" "$dec")" "$rt"
+    rt=$(ratio "$(val "$key" smolhttpd)" "$(val "$key" nginx)"); [[ $key == *_rpc ]] && rt=-
+    printf "%-36s %-6s %${W}s %${W}s %${W}s %${W}s %11s\n" "$label" "$unit" "$(cell "$key" smolhttpd "$dec")" \
+      "$(cell "$key" smol-nooff "$dec")" "$(cell "$key" nginx "$dec")" "$(cell "$key" python "$dec")" "$rt"
   done
   echo
   echo "requests per connection: wrk's requests / connections the client kernel opened; python's"
   echo "http.server speaks HTTP/1.0 and closes after every answer."
+  echo "CPU per request: user + system time of the server's threads (nginx: master + workers) over"
+  echo "the wrk run / requests; the kernel's work for the clients (wrk, and for smolhttpd the tap's"
+  echo "host side) is not in it. System calls: perf's raw_syscalls:sys_enter on the same processes."
   echo "+buf: smolhttpd --tx-buffer 1048576 --rx-buffer 65536 (nginx keeps the kernel's autotuned buffers)."
   echo "RSS: nginx is master + 2 workers summed; smolhttpd's VmRSS includes the image pages it has served"
   echo "(the bench image holds the 10 MB file); the RSS target is checked on the default image and config"
   echo "after GETting every file of fs_image once and ${DUR} s of wrk on /; static (musl): the same"
   echo "on a statically linked build (scripts/build-static.sh), which maps no libc.so or ld.so."
   echo
-  echo "targets (issue 7):"
+  echo "targets (issues 7 and 15):"
   target() { # target NAME OK(1/0/empty) DETAIL
     local verdict=MISS
     [ "$2" = 1 ] && verdict=PASS
@@ -638,18 +699,23 @@ CSV=$OUT/results.csv
   target "1 KB keep-alive >= 1.3x nginx" "$ok" "$(ratio "$s" "$n") ($(fmt "$s" 0) vs $(fmt "$n" 0) req/s$why)"
   s=$(val close_rps smolhttpd); n=$(val close_rps nginx)
   target "1 KB Connection: close >= 1x nginx" "$(cmp_ge "$s" "$n")" "$(ratio "$s" "$n") ($(fmt "$s" 0) vs $(fmt "$n" 0) req/s)"
-  s=$(val m10_1500 smolhttpd)
-  target "10 MB at MTU 1500 >= 350 MB/s" "$(cmp_ge "$s" 350)" "$(fmt "$s" 0) MB/s"
+  s=$(val k100_rps smolhttpd); n=$(val k100_rps nginx)
+  n08=; [ -n "$n" ] && n08=$(awk -v n="$n" 'BEGIN {print n * 0.8}')
+  target "100 KB keep-alive >= 0.8x nginx" "$(cmp_ge "$s" "$n08")" "$(ratio "$s" "$n") ($(fmt "$s" 0) vs $(fmt "$n" 0) req/s; no offload $(fmt "$(val k100_rps smol-nooff)" 0))"
+  s=$(val m10_1500 smolhttpd); n=$(val m10_1500 nginx)
+  ok=$(cmp_ge "$s" 1000); [ "$ok" = 1 ] && ok=$(cmp_ge "$s" "$n")
+  target "10 MB at MTU 1500 >= 1000 MB/s and >= nginx" "$ok" "$(fmt "$s" 0) vs $(fmt "$n" 0) MB/s (no offload $(fmt "$(val m10_1500 smol-nooff)" 0))"
   s=$(val m10_65000b smolhttpd); n=$(val m10_65000b nginx)
   target "10 MB at MTU 65000, +buf >= nginx" "$(cmp_ge "$s" "$n")" "$(ratio "$s" "$n") ($(fmt "$s" 0) vs $(fmt "$n" 0) MB/s)"
-  s=${V["rss_default:smolhttpd"]:-}; st=${V["rss_static:smolhttpd"]:-}
-  glibc=; [ -n "$s" ] && glibc="$s kB (libc.so+ld.so $(awk -v k="${V["rss_default_libc:smolhttpd"]:-0}" 'BEGIN {printf "%.1f", k / 1024}') MB of it)"
+  s=${V["rss_default:smolhttpd"]:+$(median ${V["rss_default:smolhttpd"]})}
+  st=${V["rss_static:smolhttpd"]:+$(median ${V["rss_static:smolhttpd"]})}
+  glibc=; [ -n "$s" ] && glibc="$s kB"
   if [ -n "$st" ]; then
-    target "RSS < 4 MiB, default image and config" "$([ "$st" -lt 4096 ] && echo 1 || echo 0)" \
-      "static musl $st kB (anon ${V["rss_static_anon:smolhttpd"]:-?}); glibc build ${glibc:--}"
+    target "RSS < 4 MiB, default image and config" "$(awk -v k="$st" 'BEGIN {print (k < 4096) ? 1 : 0}')" \
+      "static musl $st kB (median); glibc build ${glibc:--}"
   else
-    target "RSS < 4 MiB, default image and config" "$([ -n "$s" ] && { [ "$s" -lt 4096 ] && echo 1 || echo 0; })" \
-      "$([ -n "$s" ] && echo "$s kB VmRSS (anon ${V["rss_default_anon:smolhttpd"]:-?}, file ${V["rss_default_file:smolhttpd"]:-?} kB; ${V["rss_default_start:smolhttpd"]:-?} kB at start)")"
+    target "RSS < 4 MiB, default image and config" "$([ -n "$s" ] && awk -v k="$s" 'BEGIN {print (k < 4096) ? 1 : 0}')" \
+      "$([ -n "$s" ] && echo "$s kB VmRSS (median)")"
   fi
   if ((${#NOTES[@]})); then
     echo
@@ -666,13 +732,15 @@ CSV=$OUT/results.csv
 } >"$REPORT"
 
 {
-  echo "key,metric,unit,smolhttpd,nginx,python,smolhttpd_over_nginx"
+  echo "key,metric,unit,server,median,min,max,runs"
   for r in "${ROWS[@]}"; do
     IFS='|' read -r key label unit dec <<<"$r"
-    s=$(val "$key" smolhttpd); n=$(val "$key" nginx); p=$(val "$key" python)
-    rt=$(ratio "$s" "$n"); rt=${rt%x}; { [ "$rt" = - ] || [[ $key == *_rpc ]]; } && rt=
     label=${label#"${label%%[! ]*}"}
-    echo "$key,\"$label\",$unit,$s,$n,$p,$rt"
+    for srv in "${SERVERS[@]}"; do
+      m=$(val "$key" "$srv"); [ -z "$m" ] && continue
+      sp=$(spread "$key" "$srv" 4)
+      echo "$key,\"$label\",$unit,$srv,$m,${sp%-*},${sp#*-},$(runs "$key" "$srv")"
+    done
   done
 } >"$CSV"
 

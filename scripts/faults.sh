@@ -8,12 +8,15 @@
 # (smolhttpd-faults-PID): the tap, the server, nftables rules and every client (curl and the
 # `chat` CLI). No traffic leaves that namespace. Every wait and loop is bounded.
 #
-# Two phases, each with a fresh server:
+# Three phases, each with a fresh server:
 #   nft     the kernel drops FAULTS_LOSS% (default 10) of the frames in each direction, with
 #           nftables netdev hooks on the tap (netem is not available here):
 #             hook egress  device tap0: frames the kernel sends to the tap  = client -> server
 #             hook ingress device tap0: frames the server writes to the tap = server -> client
-#           (egress netdev hooks need Linux >= 5.16 and nftables >= 1.0.1).
+#           (egress netdev hooks need Linux >= 5.16 and nftables >= 1.0.1). The server runs
+#           with offload (the default): a frame it writes is a segment of up to 64 KB, so a
+#           drop loses up to 45 wire segments at once.
+#   nft-nooff  the same with the server's --no-offload: every frame is one wire segment.
 #   inproc  no nftables; the server itself drops and corrupts frames with smoltcp's
 #           FaultInjector: --drop-chance FAULTS_LOSS --corrupt-chance FAULTS_CORRUPT (default 2).
 # In each phase: curl fetches every file under fs_image/ (all at once, one connection each,
@@ -24,7 +27,7 @@
 # Bounds: each curl --max-time FAULTS_MAX_TIME, each chat client 120 s, so a phase ends within
 # about 4.5 minutes. The chat client waits 15 s for a reply and sends a post again only when
 # the server cannot have kept it (no connection, closed with no reply, 408), so a post that
-# meets the server's 5 s idle deadline after three lost copies is still kept once. Seen here at 10% loss: 50-75 s a phase, of which the 1.4 MB
+# meets the server's 5 s idle deadline after three lost copies is still kept once. Seen here at 10% loss without offload: 50-75 s a phase (with offload, nft: 12 s), of which the 1.4 MB
 # /video/Planeta.mp4 takes 38-68 s (smoltcp: no SACK, minimum RTO 1 s, 16 KiB send window).
 # With the default deadlines (send progress 10 s, idle 5 s) a segment lost four times in a row
 # (RTO 1+2+4+8 s) aborts a response, which at 10% loss each way happens in a few percent of
@@ -54,7 +57,7 @@ set -uo pipefail
 
 OUT=${FAULTS_OUT:-target/faults}
 NS=smolhttpd-faults-$$
-PHASES=${FAULTS_PHASES:-nft inproc}
+PHASES=${FAULTS_PHASES:-nft nft-nooff inproc}
 LOSS=${FAULTS_LOSS:-10}
 CORRUPT=${FAULTS_CORRUPT:-2}
 MAX_TIME=${FAULTS_MAX_TIME:-120}
@@ -253,12 +256,13 @@ make_tap_ns quiet
 
 for phase in $PHASES; do
   case $phase in
-    nft)
-      phase_server nft "${DEADLINES[@]}" || die "server did not start"
+    nft|nft-nooff)
+      off=(); [ "$phase" = nft-nooff ] && off=(--no-offload)
+      phase_server "$phase" "${DEADLINES[@]}" "${off[@]}" || die "server did not start"
       # The server is up before the loss starts, so the readiness probe is not a lottery.
       nft_loss_on || die "nft could not install the netdev ingress/egress loss rules (kernel >= 5.16 needed for egress)"
-      run_phase nft "nftables drops $LOSS% per direction on $TAP (netdev ingress + egress)"
-      say "nft drops: server->client (ingress) $(nft_counts in) frames, client->server (egress) $(nft_counts out) frames"
+      run_phase "$phase" "nftables drops $LOSS% per direction on $TAP (netdev ingress + egress)${off:+, server --no-offload}"
+      say "$phase drops: server->client (ingress) $(nft_counts in) frames, client->server (egress) $(nft_counts out) frames"
       nft_loss_off
       stop_server
       ;;
@@ -267,7 +271,7 @@ for phase in $PHASES; do
       run_phase inproc "server's FaultInjector: --drop-chance $LOSS --corrupt-chance $CORRUPT"
       stop_server
       ;;
-    *) die "unknown phase '$phase' (nft, inproc)" ;;
+    *) die "unknown phase '$phase' (nft, nft-nooff, inproc)" ;;
   esac
 done
 
