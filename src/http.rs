@@ -683,6 +683,17 @@ pub fn write_date(w: &mut impl fmt::Write, unix: u64) -> fmt::Result {
 
 /// Writes `NAME: <IMF-fixdate>\r\n` (`Date`, `Last-Modified`).
 pub fn write_date_header(w: &mut impl fmt::Write, name: &str, unix: u64) -> fmt::Result {
+    let date = imf_fixdate(unix);
+    w.write_str(name)?;
+    w.write_str(": ")?;
+    // Cannot fail: the bytes are ASCII.
+    w.write_str(core::str::from_utf8(&date).unwrap_or_default())?;
+    w.write_str("\r\n")
+}
+
+/// `unix` seconds since 1970 as an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`: 29 bytes,
+/// filled in place (no `core::fmt`: it is on every response's path).
+pub fn imf_fixdate(unix: u64) -> [u8; 29] {
     let days = unix / 86_400;
     let secs = unix % 86_400;
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), in u64 arithmetic.
@@ -694,18 +705,36 @@ pub fn write_date_header(w: &mut impl fmt::Write, name: &str, unix: u64) -> fmt:
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    write!(
-        w,
-        "{name}: {}, {:02} {} {} {:02}:{:02}:{:02} GMT\r\n",
-        DAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    // Four digits: an IMF-fixdate has no room for year 10000.
+    let year = (yoe + era * 400 + u64::from(month <= 2)).min(9999);
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    let two = |out: &mut [u8; 29], at: usize, v: u64| {
+        out[at] = b'0' + (v / 10 % 10) as u8;
+        out[at + 1] = b'0' + (v % 10) as u8;
+    };
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize].as_bytes());
+    two(&mut out, 5, day);
+    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize].as_bytes());
+    two(&mut out, 12, year / 100);
+    two(&mut out, 14, year % 100);
+    two(&mut out, 17, secs / 3600);
+    two(&mut out, 20, secs / 60 % 60);
+    two(&mut out, 23, secs % 60);
+    out
+}
+
+/// `n` in decimal into `buf`; the digits (no `core::fmt`).
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into seconds since 1970. Other
@@ -788,6 +817,14 @@ mod tests {
             date(1_795_305_600),
             "Date: Sun, 22 Nov 2026 00:00:00 GMT\r\n"
         );
+    }
+
+    #[test]
+    fn decimals() {
+        let mut buf = [0; 20];
+        for n in [0, 7, 10, 1024, 10_485_760, u64::MAX] {
+            assert_eq!(decimal(n, &mut buf), std::format!("{n}").as_bytes());
+        }
     }
 
     #[test]

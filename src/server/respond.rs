@@ -4,8 +4,6 @@
 //!
 //! Decisions and formatting only: no sockets, no clock.
 
-use core::fmt::Write as _;
-
 use crate::config::MAX_PATH;
 use crate::handler::{Body, Context, Found, Reply, Router};
 use crate::http::{self, Method, PathError, Request, Status, Version};
@@ -196,7 +194,7 @@ pub(crate) fn write_head<const H: usize>(
         && fields
             .iter()
             .filter(|(_, v)| !v.is_empty())
-            .all(|(n, v)| write!(head, "{n}: {v}\r\n").is_ok())
+            .all(|(n, v)| head.put(n) && head.put(": ") && head.put(v) && head.put("\r\n"))
         && reply
             .last_modified
             .is_none_or(|t| http::write_date_header(&mut head, "Last-Modified", t).is_ok())
@@ -204,7 +202,9 @@ pub(crate) fn write_head<const H: usize>(
         && head.put(&reply.dynamic)
         && (reply.status == Status::NotModified
             || matches!(reply.body, Body::Stream { .. })
-            || write!(head, "Content-Length: {length}\r\n").is_ok())
+            || (head.put("Content-Length: ")
+                && head.bytes(http::decimal(length as u64, &mut [0; 20]))
+                && head.put("\r\n")))
         && head.put(match (keep_alive, version) {
             (false, _) => "Connection: close\r\n",
             (true, Version::V10) => "Connection: keep-alive\r\n",
@@ -218,7 +218,11 @@ struct HeadWriter<'b, const H: usize>(&'b mut heapless::Vec<u8, H>);
 
 impl<const H: usize> HeadWriter<'_, H> {
     fn put(&mut self, s: &str) -> bool {
-        self.0.extend_from_slice(s.as_bytes()).is_ok()
+        self.bytes(s.as_bytes())
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> bool {
+        self.0.extend_from_slice(b).is_ok()
     }
 }
 
