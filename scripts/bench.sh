@@ -221,8 +221,10 @@ stop_servers() { stop_pid "$SMOL_PID" pid; stop_pid "$NGINX_PID" pid; stop_pid "
 ON_CLEANUP=(stop_servers)   # lib.sh's cleanup: these, then the namespaces and TMPD
 set_traps
 
-ns_client_sysctls() { # many short connections: reuse TIME-WAIT ports, wide port range (per netns)
-  ns_exec "$1" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000" >/dev/null
+ns_client_sysctls() { # many short connections: reuse TIME-WAIT ports, wide port range (per netns);
+  # no TCP metrics kept between connections, so one round's runs do not steer the next round's.
+  ns_exec "$1" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000" \
+    net.ipv4.tcp_no_metrics_save=1 >/dev/null
 }
 for ns in "$NS_T" "$NS_S" "$NS_C"; do
   make_ns "$ns" || die "ip netns add $ns failed"

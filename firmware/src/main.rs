@@ -159,9 +159,18 @@ fn halt(why: &str) -> ! {
     }
 }
 
+/// Prints where it panicked, not the message: formatting the message would link every `Debug`
+/// impl a panic message can name (about 5 KB of flash) for a line that should never appear.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let _ = writeln!(uart::Uart, "panic: {info}");
+    match info.location() {
+        Some(at) => {
+            let _ = writeln!(uart::Uart, "panic at {}:{}", at.file(), at.line());
+        }
+        None => {
+            let _ = writeln!(uart::Uart, "panic");
+        }
+    }
     loop {
         cortex_m::asm::wfi();
     }
