@@ -160,7 +160,7 @@ fn halt(why: &str) -> ! {
 }
 
 /// Prints where it panicked, not the message: formatting the message would link every `Debug`
-/// impl a panic message can name (about 5 KB of flash) for a line that should never appear.
+/// impl a panic message can name (8.6 KB of flash) for a line that should never appear.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     match info.location() {
