@@ -46,9 +46,9 @@
 # --tx-buffer 1048576 --rx-buffer 65536, nginx keeps the kernel's autotuned buffers),
 # smolhttpd and nginx taking turns the same way.
 #
-# Modes: full (default): 3 rounds, wrk -d5s, 3 downloads a round, 3 s idle (about 7 minutes
+# Modes: full (default): 3 rounds, wrk -d5s, 3 downloads a round, 3 s idle (about 6 minutes
 #                        plus the build).
-#        --quick:        3 rounds, wrk -d2s, 2 downloads a round, 1 s idle (about 3 minutes).
+#        --quick:        3 rounds, wrk -d2s, 2 downloads a round, 1 s idle (about 4 minutes).
 #
 # Output: the table on stdout and in target/bench/results.txt, target/bench/results.csv, the
 # chart target/bench/chart.png (scripts/bench/chart.gp), raw wrk/curl/server logs under
