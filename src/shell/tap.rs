@@ -37,8 +37,9 @@ use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use tun_tap::{Iface, Mode};
 
-/// The IP MTU presented to smoltcp with offload: the largest IPv4 packet.
-pub const OFFLOAD_MTU: usize = 65535;
+/// The IP MTU presented to smoltcp with offload: the largest IPv4 packet whose Ethernet frame
+/// still fits 65535 bytes (a pcap's snap length, and the kernel's 64 KiB GSO limit).
+pub const OFFLOAD_MTU: usize = 65535 - 14;
 
 /// The virtio-net header (`struct virtio_net_hdr`, legacy layout, native byte order): 10 bytes.
 const VNET_HDR: usize = 10;
