@@ -109,6 +109,11 @@ impl Files {
     }
 }
 
+/// Room for a folder redirect's `Location: /folder/\r\n` line: the reply's formatted headers
+/// ([`crate::handler::REPLY_HEADERS`]). The generated image asserts at compile time that its
+/// longest folder fits.
+pub const REDIRECT_ROOM: usize = crate::handler::REPLY_HEADERS;
+
 impl Handler for Files {
     fn handle(&mut self, req: &Request<'_>, _: &Context<'_>) -> Result<Reply, Error> {
         Ok(match self.lookup(req.path) {

@@ -17,7 +17,10 @@
 //! // let mut files = smolhttpd::files::Files::new(site::FILES);
 //! ```
 //!
-//! The generated file defines `FILES: &[File]`, `MAX_PATH_LEN` and `IMAGE_BYTES`.
+//! The generated file defines `FILES: &[File]`, `MAX_PATH_LEN`, `IMAGE_BYTES` and
+//! `MAX_REDIRECT_LINE`, and asserts at compile time that the longest redirect of a folder
+//! (`GET /folder` answers 301 with `Location: /folder/`) fits `files::REDIRECT_ROOM`: an image
+//! whose redirect could not be answered does not build.
 
 use std::fmt::{self, Write as _};
 use std::fs;
@@ -55,6 +58,8 @@ pub struct Summary {
     pub bytes: usize,
     /// Length of the longest URL path.
     pub max_path_len: usize,
+    /// Length of the longest `Location: /folder/\r\n` line a folder's redirect writes.
+    pub max_redirect_line: usize,
 }
 
 /// Why a table could not be generated.
@@ -115,7 +120,7 @@ impl Image {
         }
     }
 
-    /// The Rust path of the module holding `File` and `Gzip` in the generated code (default
+    /// The Rust path of the module holding `File`, `Gzip` and `REDIRECT_ROOM` in the generated code (default
     /// `::smolhttpd::files`).
     pub fn type_path(mut self, path: &str) -> Image {
         self.type_path = path.into();
@@ -167,6 +172,7 @@ impl Image {
             files: files.len(),
             bytes: 0,
             max_path_len: 0,
+            max_redirect_line: 0,
         };
         let mut t = String::new();
         let _ = writeln!(
@@ -184,6 +190,12 @@ impl Image {
                 .map_err(|e| Error::Io(path.clone(), e))?;
             sum.bytes += body.len();
             sum.max_path_len = sum.max_path_len.max(url.len());
+            // `GET /folder` answers 301 with `Location: /folder/`.
+            let folder = url.rfind('/').unwrap_or(0);
+            if folder > 0 {
+                let line = "Location: ".len() + folder + "/\r\n".len();
+                sum.max_redirect_line = sum.max_redirect_line.max(line);
+            }
             let content_type = content_type(url);
             let compress = self.gzip && COMPRESSIBLE.iter().any(|c| content_type.starts_with(c));
             let gzip = match compress.then(|| gzip(&body)) {
@@ -230,6 +242,21 @@ impl Image {
             "/// Bytes of file bodies (and gzip copies) in the image."
         );
         let _ = writeln!(t, "pub const IMAGE_BYTES: usize = {};", sum.bytes);
+        let _ = writeln!(
+            t,
+            "/// The longest `Location: /folder/\\r\\n` line a folder's redirect writes."
+        );
+        let _ = writeln!(
+            t,
+            "pub const MAX_REDIRECT_LINE: usize = {};",
+            sum.max_redirect_line
+        );
+        // A folder whose redirect cannot be answered fails the build, not a request.
+        let _ = writeln!(
+            t,
+            "const _: () = assert!(MAX_REDIRECT_LINE <= {p}::REDIRECT_ROOM, \
+             \"a folder path in the image is too long for its redirect's Location header: shorten it\");"
+        );
         fs::write(&out, t).map_err(|e| Error::Io(out.clone(), e))?;
         Ok(sum)
     }
@@ -363,6 +390,10 @@ mod tests {
         assert_eq!(sum.max_path_len, "/index.html".len());
         assert!(sum.bytes > big.len() + 2 + 8);
         assert!(code.contains(&format!("IMAGE_BYTES: usize = {};", sum.bytes)));
+        // The longest folder is /img: `Location: /img/\r\n`, checked against the library's room.
+        assert_eq!(sum.max_redirect_line, "Location: /img/\r\n".len());
+        assert!(code.contains("MAX_REDIRECT_LINE: usize = 17;"), "{code}");
+        assert!(code.contains("assert!(MAX_REDIRECT_LINE <= ::smolhttpd::files::REDIRECT_ROOM"));
     }
 
     #[test]
@@ -384,5 +415,6 @@ mod tests {
         let (sum, code) = generate(&t).unwrap();
         assert_eq!(sum.files, 0);
         assert!(code.contains("= &[\n];") && code.contains("MAX_PATH_LEN: usize = 0;"));
+        assert!(code.contains("MAX_REDIRECT_LINE: usize = 0;"));
     }
 }
