@@ -16,7 +16,7 @@ use smoltcp::phy::{self, Device, FaultInjector, PcapMode, PcapWriter};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
-use qemu::{DgramAddrs, QemuDevice, SockAddr};
+use qemu::{DgramAddrs, DgramDevice, SockAddr, StreamDevice};
 use smolhttpd::chat::{self, ChatRoom};
 use smolhttpd::config::{self, SLOTS};
 use smolhttpd::files::Files;
@@ -257,38 +257,54 @@ fn run(mut args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
     let qemu_mtu = args.mtu.map_or(1500, |m| m as usize);
-    let qemu = if let Some(addr) = &args.qemu_stream {
-        Some(QemuDevice::listen_stream(addr, qemu_mtu)?)
-    } else if let Some(addrs) = &args.qemu_dgram {
-        Some(QemuDevice::dgram(addrs, qemu_mtu)?)
-    } else {
-        None
-    };
-    match qemu {
-        Some(dev) => {
-            let wait = dev.waiter();
-            let name = format!("{dev} (mtu {qemu_mtu})");
-            let hint = dev.qemu_hint();
-            start(&args, dev, wait, &name, Some(&hint), &stop)
-        }
-        None => {
-            // The chaos flags turn offload off: the FaultInjector caps frames at 1536 bytes, and
-            // a frame corrupted before the kernel finishes its checksum would arrive as valid.
-            let chaos = args.drop_chance > 0 || args.corrupt_chance > 0;
-            let tap = open_tap(&args.tap, args.mtu, !args.no_offload && !chaos)?;
-            if tap.offload() {
-                args.tx_buffer.get_or_insert(OFFLOAD_TX_BUFFER);
-            }
-            let fd = tap.fd();
-            let name = format!(
-                "{} (mtu {}{})",
-                args.tap,
-                tap.wire_mtu(),
-                if tap.offload() { ", offload" } else { "" }
-            );
-            start(&args, tap, fd, &name, None, &stop)
-        }
+    if let Some(addr) = &args.qemu_stream {
+        let dev = StreamDevice::listen(addr, qemu_mtu)?;
+        let (wait, name) = (dev.waiter(), format!("{dev} (mtu {qemu_mtu})"));
+        return start(&args, dev, wait, &name, Some(&stream_options(addr)), &stop);
     }
+    if let Some(addrs) = &args.qemu_dgram {
+        let dev = DgramDevice::bind(addrs, qemu_mtu)?;
+        let (fd, name) = (dev.fd(), format!("{dev} (mtu {qemu_mtu})"));
+        return start(&args, dev, fd, &name, Some(&dgram_options(addrs)), &stop);
+    }
+    // The chaos flags turn offload off: the FaultInjector caps frames at 1536 bytes, and a
+    // frame corrupted before the kernel finishes its checksum would arrive as valid.
+    let chaos = args.drop_chance > 0 || args.corrupt_chance > 0;
+    let tap = open_tap(&args.tap, args.mtu, !args.no_offload && !chaos)?;
+    if tap.offload() {
+        args.tx_buffer.get_or_insert(OFFLOAD_TX_BUFFER);
+    }
+    let fd = tap.fd();
+    let offload = if tap.offload() { ", offload" } else { "" };
+    let name = format!("{} (mtu {}{offload})", args.tap, tap.wire_mtu());
+    start(&args, tap, fd, &name, None, &stop)
+}
+
+/// QEMU's options for a guest that connects to `--qemu-stream ADDR`.
+fn stream_options(addr: &SockAddr) -> String {
+    let netdev = match addr {
+        SockAddr::Unix(p) => format!("addr.type=unix,addr.path={}", p.display()),
+        SockAddr::Inet(a) => format!("addr.type=inet,addr.host={},addr.port={}", a.ip(), a.port()),
+    };
+    format!("-netdev stream,id=n0,server=off,{netdev} -device virtio-net-pci,netdev=n0")
+}
+
+/// QEMU's options for a guest that exchanges datagrams with `--qemu-dgram LOCAL,REMOTE`: its
+/// local is our remote and the other way round.
+fn dgram_options(addrs: &DgramAddrs) -> String {
+    let end = |side: &str, a: &SockAddr| match a {
+        SockAddr::Unix(p) => format!("{side}.type=unix,{side}.path={}", p.display()),
+        SockAddr::Inet(a) => format!(
+            "{side}.type=inet,{side}.host={},{side}.port={}",
+            a.ip(),
+            a.port()
+        ),
+    };
+    format!(
+        "-netdev dgram,id=n0,{},{} -device virtio-net-pci,netdev=n0",
+        end("local", &addrs.remote),
+        end("remote", &addrs.local)
+    )
 }
 
 /// Builds the interface and the server on `dev` and serves until stopped.
