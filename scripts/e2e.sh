@@ -450,6 +450,31 @@ PY
   fi
 }
 
+# t_options_star: `OPTIONS * HTTP/1.1` is 200 with an Allow header.
+t_options_star() {
+  local code allow
+  code=$(ncurl -o /dev/null -D "$TMPD/opt.h" -w '%{http_code}' -X OPTIONS --request-target '*' "$BASE/") ||
+    { echo "curl failed"; return 1; }
+  allow=$(header allow "$TMPD/opt.h")
+  echo "info: $code, Allow: $allow"
+  [ "$code" = 200 ] && [ -n "$allow" ]
+}
+
+# t_post_logged: a POST /chat's access-log line carries the bytes of its 201 body.
+t_post_logged() {
+  local size line
+  size=$(ncurl -o /dev/null -w '%{size_download}' --data-urlencode name=logger \
+    --data-urlencode "text=counting bytes" "$BASE/chat") || { echo "curl failed"; return 1; }
+  for _ in 1 2 3 4 5; do
+    line=$(grep -E " POST /chat 201 $size " "$LOG" | tail -n 1)
+    [ -n "$line" ] && break
+    sleep 0.2
+  done
+  [ -n "$line" ] || { echo "no 'POST /chat 201 $size' line; the last POST lines:"; grep 'POST /chat' "$LOG" | tail -n 2; return 1; }
+  echo "info: body $size bytes; log: ${line#*] }"
+  [ "$size" -gt 0 ]
+}
+
 t_ims() {
   local hdr="$TMPD/ims.hdr" lm code
   ncurl -o /dev/null -D "$hdr" "$BASE$1" || { echo "curl failed"; return 1; }
@@ -710,6 +735,7 @@ check "chat --once: exactly the 4 posted messages, in order" t_chat_once
 # beto's listener ends by itself after 8 s (timeout 20 bounds it).
 wait "$LISTEN_PID"; listen_rc=$?; LISTEN_PID=
 check "chat --listen --for 8 (beto): exit 0, saw ana, carla and dora in posting order" t_chat_listen "$listen_rc"
+check "POST /chat: the access log line shows the 201 body's bytes" t_post_logged
 
 # ------------------------------------------------------------------ chat push
 
@@ -731,6 +757,7 @@ check "GET / with If-None-Match: <its ETag>: 304, no body" t_inm /
 check "keep-alive: one curl, 3 URLs, 1 connection" t_keepalive
 check "GET / with If-Modified-Since: its Last-Modified: 304, no body" t_ims /
 check "wget -N of every file twice: the second run downloads nothing" t_wget_n
+check "OPTIONS * HTTP/1.1: 200 with Allow" t_options_star
 say "slow client: one head byte a second (~6 s)"
 run_slow_head
 check "slow head (1 byte/s): 408 between 4.5 and 7 s after its first byte" t_slow_408
