@@ -5,8 +5,10 @@
 #               network namespace this script creates and deletes (needs root; CI runs it)
 #   (b) stream  smolhttpd --qemu-stream on a unix socket and QEMU's -netdev stream: no root, no
 #               TAP, no namespace needed (frames only travel through the unix socket)
+#   (c) dgram   smolhttpd --qemu-dgram and QEMU's -netdev dgram on unix datagram sockets: one
+#               frame per datagram, also no root
 #
-# Usage:  sudo scripts/qemu-test.sh            both ways (as a user: (b) only, (a) is skipped)
+# Usage:  sudo scripts/qemu-test.sh            every way (as a user: (a) is skipped)
 #         QEMU_TEST_WAYS=stream scripts/qemu-test.sh
 #
 # The guest (scripts/qemu-guest.sh, built once into .cache/qemu-guest) boots under TCG
@@ -20,7 +22,7 @@
 #   SMOLHTTPD_BIN   server binary (default target/release/smolhttpd, built with cargo)
 #   QEMU_TEST_OUT   logs: server and guest console per way (default target/qemu-test)
 #   QEMU_TIMEOUT    seconds one guest may run, boot to power-off (default 300: TCG under load)
-#   QEMU_TEST_WAYS  "tap stream" (default)
+#   QEMU_TEST_WAYS  "tap stream dgram" (default)
 # shellcheck disable=SC2317  # checks are called via check_here()
 set -uo pipefail
 # shellcheck source=lib.sh
@@ -28,7 +30,7 @@ set -uo pipefail
 
 OUT=${QEMU_TEST_OUT:-target/qemu-test}
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-300}
-WAYS=${QEMU_TEST_WAYS:-tap stream}
+WAYS=${QEMU_TEST_WAYS:-tap stream dgram}
 GUEST_CIDR=192.168.69.2/24
 BRIDGE_CIDR=192.168.69.100/24
 NS=smolhttpd-qemu-$$
@@ -243,6 +245,28 @@ way_stream() {
   check_here "stream: the server removed its socket on exit" test ! -e "$sock"
 }
 
+way_dgram() {
+  local log=$OUT/dgram-server.log con=$OUT/dgram-console.log ours=$TMPD/s.sock theirs=$TMPD/q.sock spid
+  echo
+  echo "# way (c) dgram: smolhttpd --qemu-dgram $ours,$theirs, QEMU -netdev dgram (no root, no tap)"
+  RUST_LOG=info "$BIN" --qemu-dgram "$ours,$theirs" >"$log" 2>&1 &
+  spid=$!
+  PIDS+=("$spid")
+  if ! wait_for "$log" 'smolhttpd: serving' 10; then
+    FAIL=$((FAIL + 1)); echo "FAIL - smolhttpd binds $ours"; sed 's/^/       /' "$log"
+    return
+  fi
+  check_here "dgram: guest boots, fetches and powers off" \
+    boot_guest "(c) dgram" "$con" \
+    "dgram,id=n0,local.type=unix,local.path=$theirs,remote.type=unix,remote.path=$ours"
+  check_here "dgram: DONE on the guest console" t_done "$con"
+  check_here "dgram: every fs_image file's sha256 matches" t_hashes "$con"
+  check_here "dgram: the guest's chat message reached the server" t_chat "$con" "$log"
+  check_here "dgram: the server heard the peer" grep -q "qemu peer unix:$theirs is talking" "$log"
+  stop "$spid"
+  check_here "dgram: the server removed its socket on exit" test ! -e "$ours"
+}
+
 # ------------------------------------------------------------------ main
 
 ROOT_USER=
@@ -288,7 +312,8 @@ for way in $WAYS; do
       fi
       ;;
     stream) way_stream ;;
-    *) die "unknown way '$way' (tap, stream)" ;;
+    dgram) way_dgram ;;
+    *) die "unknown way '$way' (tap, stream, dgram)" ;;
   esac
 done
 
