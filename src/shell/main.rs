@@ -3,10 +3,13 @@
 
 mod qemu;
 
+use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::io::RawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -16,7 +19,7 @@ use smoltcp::phy::{self, Device, FaultInjector, PcapMode, PcapWriter};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
-use qemu::{DgramAddrs, DgramDevice, SockAddr, StreamDevice};
+use qemu::{DgramDevice, StreamDevice};
 use smolhttpd::chat::{self, ChatRoom};
 use smolhttpd::config::{self, SLOTS};
 use smolhttpd::files::Files;
@@ -434,4 +437,117 @@ fn serve<D: Device, W: WaitOn>(
         s.connections, s.requests, s.bytes
     );
     Ok(())
+}
+
+// ------------------------------------------------------------------ QEMU addresses
+
+/// A socket address on the command line: a unix socket path, or an IP address and port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SockAddr {
+    Unix(PathBuf),
+    Inet(SocketAddr),
+}
+
+impl FromStr for SockAddr {
+    type Err = String;
+
+    /// `IP:PORT` (`[::1]:PORT` for IPv6; `localhost:PORT` is 127.0.0.1) is TCP/UDP; anything
+    /// else is a unix socket path. A path containing `:` needs a `/` (`./a:b`).
+    fn from_str(s: &str) -> Result<SockAddr, String> {
+        if s.is_empty() {
+            return Err("empty address".into());
+        }
+        if s.contains('/') {
+            return Ok(SockAddr::Unix(PathBuf::from(s)));
+        }
+        let s2 = match s.strip_prefix("localhost:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => s.to_string(),
+        };
+        match s2.parse::<SocketAddr>() {
+            Ok(a) if a.port() == 0 => Err(format!("'{s}': port 0 cannot be given to QEMU")),
+            Ok(a) => Ok(SockAddr::Inet(a)),
+            Err(_) if s.contains(':') => Err(format!(
+                "'{s}' is neither IP:PORT (like 127.0.0.1:5555) nor a unix socket path \
+                 (a path with ':' needs a '/', like ./{s})"
+            )),
+            Err(_) => Ok(SockAddr::Unix(PathBuf::from(s))),
+        }
+    }
+}
+
+impl fmt::Display for SockAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SockAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            SockAddr::Inet(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// `LOCAL,REMOTE` for `--qemu-dgram`: both unix paths or both IP:PORT of one family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DgramAddrs {
+    pub local: SockAddr,
+    pub remote: SockAddr,
+}
+
+impl FromStr for DgramAddrs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DgramAddrs, String> {
+        let (l, r) = s.split_once(',').ok_or_else(|| {
+            "expected LOCAL,REMOTE, like 127.0.0.1:5556,127.0.0.1:5555".to_string()
+        })?;
+        let (local, remote) = (l.trim().parse::<SockAddr>()?, r.trim().parse::<SockAddr>()?);
+        match (&local, &remote) {
+            (SockAddr::Unix(_), SockAddr::Unix(_)) => {}
+            (SockAddr::Inet(a), SockAddr::Inet(b)) if a.is_ipv4() == b.is_ipv4() => {}
+            _ => return Err("LOCAL and REMOTE must both be unix paths or both IP:PORT".into()),
+        }
+        if local == remote {
+            return Err("LOCAL and REMOTE must differ".into());
+        }
+        Ok(DgramAddrs { local, remote })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            "/tmp/q.sock".parse::<SockAddr>(),
+            Ok(SockAddr::Unix("/tmp/q.sock".into()))
+        );
+        assert_eq!(
+            "q.sock".parse::<SockAddr>(),
+            Ok(SockAddr::Unix("q.sock".into()))
+        );
+        assert_eq!(
+            "127.0.0.1:5555".parse::<SockAddr>(),
+            Ok(SockAddr::Inet("127.0.0.1:5555".parse().unwrap()))
+        );
+        assert_eq!(
+            "localhost:5555".parse::<SockAddr>(),
+            Ok(SockAddr::Inet("127.0.0.1:5555".parse().unwrap()))
+        );
+        assert_eq!(
+            "[::1]:5555".parse::<SockAddr>(),
+            Ok(SockAddr::Inet("[::1]:5555".parse().unwrap()))
+        );
+        assert!("127.0.0.1:0".parse::<SockAddr>().is_err());
+        assert!("host:5555".parse::<SockAddr>().is_err());
+        assert!("".parse::<SockAddr>().is_err());
+        let d: DgramAddrs = "127.0.0.1:5556,127.0.0.1:5555".parse().unwrap();
+        assert_eq!(d.local, SockAddr::Inet("127.0.0.1:5556".parse().unwrap()));
+        assert_eq!(d.remote, SockAddr::Inet("127.0.0.1:5555".parse().unwrap()));
+        assert!("/tmp/a,/tmp/b".parse::<DgramAddrs>().is_ok());
+        assert!("/tmp/a,127.0.0.1:5".parse::<DgramAddrs>().is_err());
+        assert!("127.0.0.1:5,[::1]:6".parse::<DgramAddrs>().is_err());
+        assert!("127.0.0.1:5,127.0.0.1:5".parse::<DgramAddrs>().is_err());
+        assert!("127.0.0.1:5".parse::<DgramAddrs>().is_err());
+    }
 }
