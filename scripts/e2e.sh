@@ -809,8 +809,10 @@ setup_routed() {
     ip -n "$NS" link set vr0 up && ip -n "$NS2" link set vr1 up &&
     ip -n "$NS2" route add default via 10.69.2.1 &&
     ip netns exec "$NS" sysctl -qw net.ipv4.ip_forward=1 || return 1
+  SOFT_GSO=0
   if command -v ethtool >/dev/null 2>&1 || [ -x /usr/sbin/ethtool ]; then
-    ip netns exec "$NS" "$(command -v ethtool || echo /usr/sbin/ethtool)" -K vr0 tso off gso off >/dev/null 2>&1
+    ip netns exec "$NS" "$(command -v ethtool || echo /usr/sbin/ethtool)" -K vr0 tso off gso off >/dev/null 2>&1 &&
+      SOFT_GSO=1
   fi
 }
 veth_tx() { ip -n "$NS" -s link show vr0 | awk '/TX:/ {getline; print $1, $2; exit}'; }
@@ -825,7 +827,11 @@ t_routed() {
   echo "$out"
   by=$((b1 - b0)); pk=$((p1 - p0))
   echo "info: the routed veth sent $pk packets, $by bytes: $((pk > 0 ? by / pk : 0)) bytes a packet on average"
-  if [ "$pk" -lt $((by / 1514)) ]; then echo "fewer packets than MTU-sized frames would need: not segmented"; return 1; fi
+  if [ "$SOFT_GSO" != 1 ]; then
+    echo "info: ethtool missing (apt-get install ethtool): segmentation on the veth not forced, not judged"
+  elif [ "$pk" -lt $((by / 1514)) ]; then
+    echo "fewer packets than MTU-sized frames would need: not segmented"; return 1
+  fi
 }
 
 t_start_line() { # t_start_line WANT_OFFLOAD(1/0)
