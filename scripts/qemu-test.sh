@@ -210,29 +210,39 @@ way_tap() {
   fi
   check_here "tap: guest boots, fetches and powers off" \
     boot_guest "(a) tap" "$con" "tap,id=n0,ifname=qtap0,script=no,downscript=no" ip netns exec "$NS"
-  check_here "tap: DONE on the guest console" t_done "$con"
-  check_here "tap: every fs_image file's sha256 matches" t_hashes "$con"
-  check_here "tap: the guest's chat message reached the server" t_chat "$con" "$log"
+  guest_checks tap "$con" "$log"
   stop "$spid"
   delete_ns
 }
 
+# guest_checks WAY CONSOLE SERVER_LOG: what every guest run must show.
+guest_checks() {
+  check_here "$1: DONE on the guest console" t_done "$2"
+  check_here "$1: every fs_image file's sha256 matches" t_hashes "$2"
+  check_here "$1: the guest's chat message reached the server" t_chat "$2" "$3"
+}
+
+# start_rootless LOG WHAT ARGS...: smolhttpd ARGS in the background (no namespace: its frames
+# only travel through unix sockets), SPID its PID; fails (counted) unless it serves within 10 s.
+start_rootless() {
+  local log=$1 what=$2
+  shift 2
+  RUST_LOG=info "$BIN" "$@" >"$log" 2>&1 &
+  SPID=$!
+  PIDS+=("$SPID")
+  wait_for "$log" 'smolhttpd: serving' 10 && return 0
+  FAIL=$((FAIL + 1)); echo "FAIL - smolhttpd $what"; sed 's/^/       /' "$log"
+  return 1
+}
+
 way_stream() {
-  local log=$OUT/stream-server.log con=$OUT/stream-console.log sock=$TMPD/net.sock spid
+  local log=$OUT/stream-server.log con=$OUT/stream-console.log sock=$TMPD/net.sock
   echo
   echo "# way (b) stream: smolhttpd --qemu-stream $sock, QEMU -netdev stream (no root, no tap)"
-  RUST_LOG=info "$BIN" --qemu-stream "$sock" >"$log" 2>&1 &
-  spid=$!
-  PIDS+=("$spid")
-  if ! wait_for "$log" 'smolhttpd: serving' 10; then
-    FAIL=$((FAIL + 1)); echo "FAIL - smolhttpd listens on $sock"; sed 's/^/       /' "$log"
-    return
-  fi
+  start_rootless "$log" "listens on $sock" --qemu-stream "$sock" || return
   check_here "stream: guest boots, fetches and powers off" \
     boot_guest "(b) stream" "$con" "stream,id=n0,server=off,addr.type=unix,addr.path=$sock"
-  check_here "stream: DONE on the guest console" t_done "$con"
-  check_here "stream: every fs_image file's sha256 matches" t_hashes "$con"
-  check_here "stream: the guest's chat message reached the server" t_chat "$con" "$log"
+  guest_checks stream "$con" "$log"
   check_here "stream: the server saw the peer connect and leave" \
     grep -q 'qemu peer disconnected; waiting for it to reconnect' "$log"
   # The server keeps listening: a second guest connects to the same one.
@@ -241,29 +251,21 @@ way_stream() {
     "stream,id=n0,server=off,addr.type=unix,addr.path=$sock"
   check_here "stream: second guest: every sha256 matches and its chat message arrived" \
     t_hashes_and_chat "$OUT/stream-console-2.log" "$log"
-  stop "$spid"
+  stop "$SPID"
   check_here "stream: the server removed its socket on exit" test ! -e "$sock"
 }
 
 way_dgram() {
-  local log=$OUT/dgram-server.log con=$OUT/dgram-console.log ours=$TMPD/s.sock theirs=$TMPD/q.sock spid
+  local log=$OUT/dgram-server.log con=$OUT/dgram-console.log ours=$TMPD/s.sock theirs=$TMPD/q.sock
   echo
   echo "# way (c) dgram: smolhttpd --qemu-dgram $ours,$theirs, QEMU -netdev dgram (no root, no tap)"
-  RUST_LOG=info "$BIN" --qemu-dgram "$ours,$theirs" >"$log" 2>&1 &
-  spid=$!
-  PIDS+=("$spid")
-  if ! wait_for "$log" 'smolhttpd: serving' 10; then
-    FAIL=$((FAIL + 1)); echo "FAIL - smolhttpd binds $ours"; sed 's/^/       /' "$log"
-    return
-  fi
+  start_rootless "$log" "binds $ours" --qemu-dgram "$ours,$theirs" || return
   check_here "dgram: guest boots, fetches and powers off" \
     boot_guest "(c) dgram" "$con" \
     "dgram,id=n0,local.type=unix,local.path=$theirs,remote.type=unix,remote.path=$ours"
-  check_here "dgram: DONE on the guest console" t_done "$con"
-  check_here "dgram: every fs_image file's sha256 matches" t_hashes "$con"
-  check_here "dgram: the guest's chat message reached the server" t_chat "$con" "$log"
+  guest_checks dgram "$con" "$log"
   check_here "dgram: the server heard the peer" grep -q "qemu peer unix:$theirs is talking" "$log"
-  stop "$spid"
+  stop "$SPID"
   check_here "dgram: the server removed its socket on exit" test ! -e "$ours"
 }
 

@@ -190,7 +190,7 @@ fn open_tap(name: &str, mtu: Option<u32>, offload: bool) -> Result<TapDevice, St
     let opened = if offload {
         match TapDevice::open_offload(name, mtu) {
             // No virtio-net headers on taps in this kernel: serve without offload.
-            Err(e) if e.raw_os_error() == Some(22) && is_tap(name) => {
+            Err(e) if e.raw_os_error() == Some(22) && is_tap(&sys) => {
                 log::info!("tap offload not supported here ({e}); serving without it");
                 TapDevice::open(name, mtu)
             }
@@ -213,10 +213,10 @@ fn open_tap(name: &str, mtu: Option<u32>, offload: bool) -> Result<TapDevice, St
     })
 }
 
-/// Whether `name` is a tap (not a tun or another kind of interface).
-fn is_tap(name: &str) -> bool {
-    // /sys/class/net/NAME/tun_flags: IFF_TAP is 0x0002.
-    std::fs::read_to_string(PathBuf::from("/sys/class/net").join(name).join("tun_flags"))
+/// Whether the interface at `sys` (`/sys/class/net/NAME`) is a tap, not a tun or another kind.
+fn is_tap(sys: &std::path::Path) -> bool {
+    // tun_flags: IFF_TAP is 0x0002.
+    std::fs::read_to_string(sys.join("tun_flags"))
         .ok()
         .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
         .is_some_and(|f| f & 2 != 0)

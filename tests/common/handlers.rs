@@ -17,18 +17,7 @@ pub struct Sensor {
 impl Sensor {
     fn write(reads: u32, out: &mut (impl Sink + ?Sized)) -> Result<(), Full> {
         out.put(b"{\"reads\":")?;
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        let mut n = reads;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.put(&digits[i..])?;
+        out.put(smolhttpd::http::decimal(u64::from(reads), &mut [0; 20]))?;
         out.put(b"}\n")
     }
 }
