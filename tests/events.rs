@@ -44,7 +44,7 @@ fn post_req(text: &str) -> Vec<u8> {
     common::chat_post(&format!("name=ana&text={text}"))
 }
 
-fn post(sim: &mut Sim, text: &str) -> usize {
+fn post<const N: usize>(sim: &mut Sim<N>, text: &str) -> usize {
     let i = sim.open(&post_req(text), Opts::like_curl());
     sim.advance(Duration::from_millis(50));
     assert_eq!(Response::parse(&sim.conns[i].received).unwrap().status, 201);
@@ -249,4 +249,42 @@ fn a_stream_gives_way_and_resumes_with_nothing_lost_or_repeated() {
             "a listener lost or repeated a message ({conns:?})"
         );
     }
+}
+
+/// A listener that stops reading: once its window is shut and nothing moves for the send
+/// deadline (10 s), the server aborts the stream and frees the slot, and the listener is told
+/// with a RST (a connection forgotten without one would hang a client that only reads).
+#[test]
+fn a_stuck_listener_is_reset_after_the_send_deadline() {
+    let mut sim: Sim<2> = Sim::new();
+    let stuck = sim.open(
+        b"GET /chat/events HTTP/1.1\r\nHost: t\r\n\r\n",
+        Opts {
+            no_read: true,
+            rx_buffer: Some(1024),
+            ..Opts::default()
+        },
+    );
+    sim.advance(Duration::from_millis(100));
+    let long = "x".repeat(200);
+    for _ in 0..12 {
+        post(&mut sim, &long);
+    }
+    let full = sim.now;
+    sim.advance(Duration::from_secs(9));
+    assert!(!sim.conns[stuck].ended, "cut before the send deadline");
+    sim.advance(Duration::from_secs(3));
+    assert!(
+        sim.conns[stuck].ended,
+        "still connected 12 s after its window shut"
+    );
+    assert!(sim.resets_from_server() >= 1, "ended without a RST");
+    assert_eq!(sim.orphans(), Vec::<usize>::new());
+    assert_eq!(
+        sim.server.stats().timeouts,
+        1,
+        "{:?} since {full}",
+        sim.server.stats()
+    );
+    assert_eq!(sim.free_slots(), 2);
 }

@@ -1,7 +1,8 @@
 //! Ten slots that never stall: a held-off SYN is kept and answered the moment a slot frees,
 //! and while a client waits with no slot free, slots make room in a fixed order (an idle
 //! keep-alive connection, the oldest slow request head, the slowest reader); without a waiting
-//! client nobody is cut. Simulated time, 2 slots to exhaust them cheaply.
+//! client nobody is cut, and nobody is let go without a FIN or RST. Simulated time, 2 or 3
+//! slots to exhaust them cheaply.
 
 mod common;
 
@@ -134,4 +135,49 @@ fn a_lone_slow_reader_gets_every_byte() {
     let took = ms(Instant::from_millis(0), sim.conns[i].ended_at.unwrap());
     assert!(took > 10_000, "read in {took} ms: not a slow reader");
     assert_eq!(sim.server.stats().evicted_slow, 0);
+}
+
+/// A stream gives way for two clients whose SYNs arrive with the ACK of another connection's
+/// FIN: that slot frees in the same poll, the first held SYN takes it at once, and the stream's
+/// slot (closed in this very poll, its FIN not yet out) must still tell its listener: a FIN,
+/// never silence. A listener only reads, so a connection dropped without FIN or RST would
+/// leave it waiting forever while messages go by.
+#[test]
+fn a_stream_that_gives_way_is_told_even_when_slots_free_in_the_same_poll() {
+    let mut sim: Sim<3> = Sim::new();
+    let listen = || "GET /chat/events HTTP/1.1\r\nHost: t\r\n\r\n".as_bytes();
+    let a = sim.open(listen(), Opts::default());
+    let b = sim.open(listen(), Opts::default());
+    sim.advance(Duration::from_millis(100));
+    // The third slot answers and closes; the client's ACK of that FIN is still to come.
+    let g = sim.open(&get_close("/text/text.htm"), Opts::default());
+    for _ in 0..1000 {
+        if Response::parse(&sim.conns[g].received).is_some() {
+            break;
+        }
+        sim.step_once();
+    }
+    let c = sim.open(&get_close("/index.html"), Opts::like_curl());
+    let d = sim.open(&get_close("/index.html"), Opts::like_curl());
+    sim.advance(Duration::from_millis(300));
+    for i in [c, d] {
+        assert_eq!(Response::parse(&sim.conns[i].received).unwrap().status, 200);
+    }
+    assert_eq!(
+        sim.server.stats().evicted_stream,
+        1,
+        "{:?}",
+        sim.server.stats()
+    );
+    assert_eq!(
+        sim.orphans(),
+        Vec::<usize>::new(),
+        "dropped without FIN or RST"
+    );
+    let gone: Vec<usize> = [a, b].into_iter().filter(|&i| sim.conns[i].ended).collect();
+    assert_eq!(gone.len(), 1, "one stream gives way");
+    assert!(
+        !sim.conns[gone[0]].reset,
+        "the stream was reset, not closed between events"
+    );
 }

@@ -89,6 +89,8 @@ pub enum State {
         queued: usize,
         tcp: tcp::State,
     },
+    /// The connection was aborted; the socket listens again once its RST has gone out.
+    Reset,
 }
 
 /// A slot's state in one word, as `/status` shows it.
@@ -115,7 +117,7 @@ impl SlotState {
             State::Head { .. } => SlotState::Head,
             State::Body { .. } => SlotState::Body,
             State::Send { .. } => SlotState::Send,
-            State::Close { .. } => SlotState::Close,
+            State::Close { .. } | State::Reset => SlotState::Close,
         }
     }
 
@@ -278,6 +280,12 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         while iface.poll_egress(now, device, sockets) == PollResult::SocketStateChanged {
             busy = true;
         }
+        for slot in &mut self.slots {
+            slot.after_egress(
+                sockets.get_mut::<tcp::Socket>(slot.handle),
+                self.config.port,
+            );
+        }
         busy
     }
 
@@ -292,7 +300,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             .slots
             .iter()
             .filter(|s| {
-                matches!(s.state, State::Close { .. })
+                matches!(s.state, State::Close { .. } | State::Reset)
                     || sockets.get::<tcp::Socket>(s.handle).is_listening()
             })
             .count();

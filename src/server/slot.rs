@@ -112,6 +112,8 @@ pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
     pushed: u64,
     /// Start of the read-rate window: its time and the bytes acknowledged by then.
     window: (Instant, u64),
+    /// Closing, and an egress has run since `close()`: the FIN is out.
+    fin_out: bool,
     /// The read rate over the last full window, bytes per second.
     rate: Option<u32>,
 }
@@ -147,6 +149,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             pushed: 0,
             window: (Instant::ZERO, 0),
             rate: None,
+            fin_out: false,
         }
     }
 
@@ -253,6 +256,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         }
         match self.state {
             State::Listen => None,
+            // Listen again on the very next poll, once the RST has gone out.
+            State::Reset => Some(Instant::ZERO),
             State::Head {
                 first_byte: Some(t),
                 ..
@@ -280,19 +285,41 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         }
     }
 
-    /// Frees the slot and listens again. Also used on TIME-WAIT, so that a connection the
-    /// server closed does not pin its slot for smoltcp's 10 s.
+    /// Frees the slot: aborts the connection (its client gets a RST) and listens again. Also
+    /// used on TIME-WAIT, so that a connection the server closed does not pin its slot for
+    /// smoltcp's 10 s.
     fn relisten(&mut self, socket: &mut tcp::Socket, port: u16) {
         if socket.is_open() && socket.state() != tcp::State::Listen {
             socket.abort();
         }
-        // Cannot fail: the socket is closed (or in TIME-WAIT, which listen() resets) and
-        // Config::validate rejected port 0.
-        let _ = socket.listen(port);
         self.buf.clear();
         self.peer = None;
         self.requests = 0;
-        self.set_state(State::Listen);
+        self.rearm(socket, port);
+    }
+
+    /// Listens again, unless the socket still has a RST to send: `listen()` would forget the
+    /// connection before the RST went out, and a client that only reads (a stream listener)
+    /// would wait forever on a connection nobody holds. Then the slot waits in `Reset` for
+    /// the next egress.
+    fn rearm(&mut self, socket: &mut tcp::Socket, port: u16) {
+        if socket.state() == tcp::State::Closed && socket.remote_endpoint().is_some() {
+            self.set_state(State::Reset);
+        } else {
+            // Cannot fail: the socket is closed (or in TIME-WAIT, which listen() resets) and
+            // Config::validate rejected port 0.
+            let _ = socket.listen(port);
+            self.set_state(State::Listen);
+        }
+    }
+
+    /// After an egress: a closing slot's FIN is out; a reset slot's RST is, so it listens.
+    pub(crate) fn after_egress(&mut self, socket: &mut tcp::Socket, port: u16) {
+        match self.state {
+            State::Close { .. } => self.fin_out = true,
+            State::Reset => self.rearm(socket, port),
+            _ => {}
+        }
     }
 
     /// Runs steps until the slot waits for the network, at most [`MAX_STEPS`]. Returns true
@@ -318,6 +345,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         let now = cx.now;
         let config = cx.config;
         match self.state {
+            State::Reset => self.rearm(socket, config.port),
             // A listening socket that left LISTEN got a SYN: a new connection.
             State::Listen => {
                 if socket.state() == tcp::State::Listen {
@@ -480,13 +508,14 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                         tcp: now_tcp,
                     }),
                     // A client waits: once every byte of the response is acknowledged and our
-                    // FIN has gone out (on an earlier poll), the slot is freed without waiting
-                    // for the peer's close or its delayed ACK; it gets a reset after the FIN.
+                    // FIN has gone out (with an earlier egress), the slot is freed without
+                    // waiting for the peer's close or its delayed ACK; it gets a reset after
+                    // the FIN.
                     tcp::State::FinWait1
                     | tcp::State::FinWait2
                     | tcp::State::Closing
                     | tcp::State::LastAck
-                        if cx.pressure && now_queued == 0 =>
+                        if cx.pressure && now_queued == 0 && self.fin_out =>
                     {
                         self.relisten(socket, config.port);
                     }
@@ -684,6 +713,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     /// Starts closing: FIN after what is queued.
     fn close(&mut self, socket: &mut tcp::Socket, now: Instant) {
         socket.close();
+        self.fin_out = false;
         self.set_state(State::Close {
             progress: now,
             queued: socket.send_queue(),

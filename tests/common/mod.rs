@@ -623,6 +623,32 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
         self.q.borrow().chaos
     }
 
+    /// Client connections the server has let go without telling them: connected on the
+    /// client's side, not ended, and held by no server socket. A server that drops a
+    /// connection must send FIN or RST, or a client that only reads waits forever.
+    pub fn orphans(&self) -> Vec<usize> {
+        let held: Vec<u16> = self
+            .server_sockets
+            .iter()
+            .filter_map(|(_, s)| match s {
+                smoltcp::socket::Socket::Tcp(t) => t.remote_endpoint().map(|e| e.port),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            })
+            .collect();
+        self.conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.ended && c.connected)
+            .filter(|(_, c)| {
+                let s = self.client_sockets.get::<tcp::Socket>(c.handle);
+                let port = s.local_endpoint().map(|e| e.port);
+                s.is_active() && !port.is_some_and(|p| held.contains(&p))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// Slots in Listen state.
     pub fn free_slots(&self) -> usize {
         self.server
