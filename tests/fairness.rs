@@ -137,6 +137,30 @@ fn a_lone_slow_reader_gets_every_byte() {
     assert_eq!(sim.server.stats().evicted_slow, 0);
 }
 
+/// Two clients that got their answers but never read them hold both slots past their FINs
+/// (acknowledged, the peers never close). A new client is let in at once: both are reset to make
+/// room, and the freed slot takes the held SYN in the same poll that sent the RSTs.
+#[test]
+fn lingering_closes_give_way_at_once() {
+    let mut sim: Sim<2> = Sim::new();
+    let lazy = Opts {
+        no_read: true,
+        ..Opts::default()
+    };
+    let a = sim.open(&get_close("/text/text.htm"), lazy);
+    let b = sim.open(&get_close("/text/text.htm"), lazy);
+    sim.advance(Duration::from_millis(100));
+    assert_eq!(sim.free_slots(), 0);
+    let opened = sim.now;
+    let c = sim.open(&get_close("/index.html"), Opts::like_curl());
+    sim.advance(Duration::from_millis(500));
+    assert_eq!(Response::parse(&sim.conns[c].received).unwrap().status, 200);
+    let waited = ms(opened, sim.conns[c].ended_at.unwrap());
+    assert!(waited < 50, "served {waited} ms after it came");
+    assert!(sim.resets_from_server() >= 1);
+    assert_eq!(sim.orphans(), Vec::<usize>::new(), "{a} {b}");
+}
+
 /// A stream gives way for two clients whose SYNs arrive with the ACK of another connection's
 /// FIN: that slot frees in the same poll, the first held SYN takes it at once, and the stream's
 /// slot (closed in this very poll, its FIN not yet out) must still tell its listener: a FIN,

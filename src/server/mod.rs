@@ -245,6 +245,34 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
     ) -> bool {
         let mut busy = false;
         iface.poll_maintenance(now);
+        // A slot freed by an abort listens once its RST has gone out, after the egress; if
+        // SYNs wait, one more pass lets the first in within this poll.
+        for _ in 0..2 {
+            busy |= self.take_in(now, iface, device, sockets);
+            while iface.poll_egress(now, device, sockets) == PollResult::SocketStateChanged {
+                busy = true;
+            }
+            let mut rearmed = false;
+            for slot in &mut self.slots {
+                let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+                rearmed |= slot.after_egress(socket, self.config.port);
+            }
+            if !rearmed || device.waiting() == 0 {
+                break;
+            }
+        }
+        busy
+    }
+
+    /// Takes frames in through the gate and services every slot: the ingress half of a poll.
+    fn take_in<D: Device>(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        device: &mut Gate<D, N>,
+        sockets: &mut SocketSet<'_>,
+    ) -> bool {
+        let mut busy = false;
         // A second round when the first freed a slot while SYNs wait: the gate feeds the kept
         // SYN to the interface, and its SYN-ACK leaves with this poll's egress.
         for _ in 0..2 {
@@ -276,15 +304,6 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             if device.waiting() == 0 || !listening {
                 break;
             }
-        }
-        while iface.poll_egress(now, device, sockets) == PollResult::SocketStateChanged {
-            busy = true;
-        }
-        for slot in &mut self.slots {
-            slot.after_egress(
-                sockets.get_mut::<tcp::Socket>(slot.handle),
-                self.config.port,
-            );
         }
         busy
     }

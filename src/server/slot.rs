@@ -314,12 +314,17 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     }
 
     /// After an egress: a closing slot's FIN is out; a reset slot's RST is, so it listens.
-    pub(crate) fn after_egress(&mut self, socket: &mut tcp::Socket, port: u16) {
+    /// True when the slot listens again.
+    pub(crate) fn after_egress(&mut self, socket: &mut tcp::Socket, port: u16) -> bool {
         match self.state {
             State::Close { .. } => self.fin_out = true,
-            State::Reset => self.rearm(socket, port),
+            State::Reset => {
+                self.rearm(socket, port);
+                return self.state == State::Listen;
+            }
             _ => {}
         }
+        false
     }
 
     /// Runs steps until the slot waits for the network, at most [`MAX_STEPS`]. Returns true
