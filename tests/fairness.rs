@@ -137,9 +137,10 @@ fn a_lone_slow_reader_gets_every_byte() {
     assert_eq!(sim.server.stats().evicted_slow, 0);
 }
 
-/// Two clients that got their answers but never read them hold both slots past their FINs
-/// (acknowledged, the peers never close). A new client is let in at once: both are reset to make
-/// room, and the freed slot takes the held SYN in the same poll that sent the RSTs.
+/// Two clients that got their answers but have not read them yet hold both slots past their
+/// FINs (acknowledged; the peers have not closed). A new client is let in at once: both slots
+/// are freed without a RST (a RST would turn the reading of a complete response into an error
+/// on Linux), and the freed slot takes the held SYN in the same poll.
 #[test]
 fn lingering_closes_give_way_at_once() {
     let mut sim: Sim<2> = Sim::new();
@@ -157,7 +158,7 @@ fn lingering_closes_give_way_at_once() {
     assert_eq!(Response::parse(&sim.conns[c].received).unwrap().status, 200);
     let waited = ms(opened, sim.conns[c].ended_at.unwrap());
     assert!(waited < 50, "served {waited} ms after it came");
-    assert!(sim.resets_from_server() >= 1);
+    assert_eq!(sim.resets_from_server(), 0, "a lingering client was reset");
     assert_eq!(sim.orphans(), Vec::<usize>::new(), "{a} {b}");
 }
 

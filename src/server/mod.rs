@@ -159,6 +159,8 @@ pub struct Server<
     wall_clock: Option<(u64, Instant)>,
     /// First poll.
     started: Option<Instant>,
+    /// A slot listens while SYNs wait at the gate: poll again at once to let one in.
+    admit: bool,
 }
 
 impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ, HEAD> {
@@ -201,6 +203,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             stats: Stats::default(),
             wall_clock: None,
             started: None,
+            admit: false,
         })
     }
 
@@ -245,9 +248,9 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
     ) -> bool {
         let mut busy = false;
         iface.poll_maintenance(now);
-        // A slot freed by an abort listens once its RST has gone out, after the egress; if
-        // SYNs wait, one more pass lets the first in within this poll.
-        for _ in 0..2 {
+        // A slot freed by an abort listens once its RST has gone out, after the egress; while
+        // SYNs wait, more passes let them in within this poll (each pass frees a slot or ends).
+        for _ in 0..=N {
             busy |= self.take_in(now, iface, device, sockets);
             while iface.poll_egress(now, device, sockets) == PollResult::SocketStateChanged {
                 busy = true;
@@ -261,6 +264,11 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
                 break;
             }
         }
+        self.admit = device.waiting() > 0
+            && self
+                .slots
+                .iter()
+                .any(|s| sockets.get::<tcp::Socket>(s.handle).is_listening());
         busy
     }
 
@@ -379,6 +387,9 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         iface: &mut Interface,
         sockets: &SocketSet<'_>,
     ) -> Option<Instant> {
+        if self.admit {
+            return Some(now);
+        }
         let mut at = iface.poll_at(now, sockets);
         for slot in &self.slots {
             if let Some(t) = slot.deadline(&self.config) {

@@ -112,8 +112,6 @@ pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
     pushed: u64,
     /// Start of the read-rate window: its time and the bytes acknowledged by then.
     window: (Instant, u64),
-    /// Closing, and an egress has run since `close()`: the FIN is out.
-    fin_out: bool,
     /// The read rate over the last full window, bytes per second.
     rate: Option<u32>,
 }
@@ -149,7 +147,6 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             pushed: 0,
             window: (Instant::ZERO, 0),
             rate: None,
-            fin_out: false,
         }
     }
 
@@ -285,17 +282,35 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         }
     }
 
-    /// Frees the slot: aborts the connection (its client gets a RST) and listens again. Also
-    /// used on TIME-WAIT, so that a connection the server closed does not pin its slot for
-    /// smoltcp's 10 s.
+    /// Frees the slot: aborts the connection (its client gets a RST) and listens again.
     fn relisten(&mut self, socket: &mut tcp::Socket, port: u16) {
         if socket.is_open() && socket.state() != tcp::State::Listen {
             socket.abort();
         }
+        self.forget();
+        self.rearm(socket, port);
+    }
+
+    /// Frees the slot of a connection whose peer has acknowledged our FIN, and so every byte
+    /// before it, without a RST: the peer knows the connection ended, and a RST now would
+    /// turn its reading of the response into an error. Its own FIN, when it comes, is
+    /// answered with a RST by the stack. Also used on TIME-WAIT, so that a connection the
+    /// server closed does not pin its slot for smoltcp's 10 s.
+    fn release(&mut self, socket: &mut tcp::Socket, port: u16) {
+        if socket.is_open() {
+            socket.abort();
+        }
+        // Cannot fail: the socket is closed (or in TIME-WAIT, which listen() resets) and
+        // Config::validate rejected port 0. Listening forgets the aborted connection.
+        let _ = socket.listen(port);
+        self.forget();
+        self.set_state(State::Listen);
+    }
+
+    fn forget(&mut self) {
         self.buf.clear();
         self.peer = None;
         self.requests = 0;
-        self.rearm(socket, port);
     }
 
     /// Listens again, unless the socket still has a RST to send: `listen()` would forget the
@@ -313,18 +328,13 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         }
     }
 
-    /// After an egress: a closing slot's FIN is out; a reset slot's RST is, so it listens.
-    /// True when the slot listens again.
+    /// After an egress: a reset slot's RST is out, so it listens again (then true).
     pub(crate) fn after_egress(&mut self, socket: &mut tcp::Socket, port: u16) -> bool {
-        match self.state {
-            State::Close { .. } => self.fin_out = true,
-            State::Reset => {
-                self.rearm(socket, port);
-                return self.state == State::Listen;
-            }
-            _ => {}
+        if self.state != State::Reset {
+            return false;
         }
-        false
+        self.rearm(socket, port);
+        self.state == State::Listen
     }
 
     /// Runs steps until the slot waits for the network, at most [`MAX_STEPS`]. Returns true
@@ -502,33 +512,23 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     // TIME-WAIT seen on an earlier poll: its ACK of the peer's FIN has gone
                     // out with that poll's egress, so the slot need not wait out the 10 s.
                     tcp::State::TimeWait if tcp == tcp::State::TimeWait => {
-                        self.relisten(socket, config.port);
+                        self.release(socket, config.port);
                     }
                     tcp::State::Closed | tcp::State::Listen => {
                         self.relisten(socket, config.port);
                     }
+                    // A client waits: our FIN is acknowledged (so is every byte before it), so
+                    // the slot is freed at once, without waiting for the peer's close.
+                    tcp::State::FinWait2 if cx.pressure => self.release(socket, config.port),
                     _ if now_queued < queued || now_tcp != tcp => self.set_state(State::Close {
                         progress: now,
                         queued: now_queued,
                         tcp: now_tcp,
                     }),
-                    // A client waits: once every byte of the response is acknowledged and our
-                    // FIN has gone out (with an earlier egress), the slot is freed without
-                    // waiting for the peer's close or its delayed ACK; it gets a reset after
-                    // the FIN.
-                    tcp::State::FinWait1
-                    | tcp::State::FinWait2
-                    | tcp::State::Closing
-                    | tcp::State::LastAck
-                        if cx.pressure && now_queued == 0 && self.fin_out =>
-                    {
-                        self.relisten(socket, config.port);
-                    }
-                    // Our FIN is acknowledged (so is every byte before it) and the peer does not
-                    // close: give up after the linger time. Anything still unacknowledged gets
-                    // the send deadline.
+                    // The peer has our FIN but does not close: give up after the linger time.
+                    // Anything still unacknowledged gets the send deadline.
                     tcp::State::FinWait2 if now >= progress + config.linger_timeout => {
-                        self.relisten(socket, config.port);
+                        self.release(socket, config.port);
                     }
                     _ if now >= progress + config.send_timeout => {
                         cx.stats.timeouts += 1;
@@ -718,7 +718,6 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     /// Starts closing: FIN after what is queued.
     fn close(&mut self, socket: &mut tcp::Socket, now: Instant) {
         socket.close();
-        self.fin_out = false;
         self.set_state(State::Close {
             progress: now,
             queued: socket.send_queue(),

@@ -624,8 +624,8 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
     }
 
     /// Client connections the server has let go without telling them: connected on the
-    /// client's side, not ended, and held by no server socket. A server that drops a
-    /// connection must send FIN or RST, or a client that only reads waits forever.
+    /// client's side, no FIN received, not ended, and held by no server socket. A server that
+    /// drops a connection must send FIN or RST, or a client that only reads waits forever.
     pub fn orphans(&self) -> Vec<usize> {
         let held: Vec<u16> = self
             .server_sockets
@@ -643,7 +643,11 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
             .filter(|(_, c)| {
                 let s = self.client_sockets.get::<tcp::Socket>(c.handle);
                 let port = s.local_endpoint().map(|e| e.port);
-                s.is_active() && !port.is_some_and(|p| held.contains(&p))
+                let open = matches!(
+                    s.state(),
+                    tcp::State::Established | tcp::State::FinWait1 | tcp::State::FinWait2
+                );
+                open && !port.is_some_and(|p| held.contains(&p))
             })
             .map(|(i, _)| i)
             .collect()
