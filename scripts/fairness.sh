@@ -13,7 +13,10 @@
 #   - 10 idle keep-alive connections: a new client's connect time under 100 ms;
 #   - a lone client reading /img/car.jpeg at 1 KB/s with nobody waiting: every byte;
 #   - 30 concurrent downloads of /video/Planeta.mp4: all byte-exact;
+#   - ab (ApacheBench) with 50 concurrent clients, five a slot, Connection: close and then
+#     keep-alive: every request answered, none failed;
 #   - the eviction counters in /status, and no panic.
+# Needs ab (Debian: apt-get install apache2-utils; installed here with apt-get if missing).
 # Output: `ok   - ...` / `FAIL - ...` lines, then `N passed, M failed`.
 # shellcheck disable=SC2317  # checks are called via check()
 set -uo pipefail
@@ -27,6 +30,11 @@ CURL_LIMITS=(--connect-timeout 10 --max-time 20)
 need_root "it creates a network namespace and a tap"
 need curl curl
 need python3 python3
+if ! command -v ab >/dev/null 2>&1; then
+  say "ab not found: installing apache2-utils"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils; } >/dev/null 2>&1 ||
+    die "could not install ab: apt-get install apache2-utils"
+fi
 release_bins
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
@@ -108,6 +116,16 @@ t_downloads() {
   [ "$bad" -eq 0 ]
 }
 
+# t_ab [-k]: ab -c 50 -n 3000 of /index.html (each ab connection gives up after 10 s of
+# silence, the whole run after 60 s): every request complete, none failed.
+t_ab() {
+  local out
+  out=$(in_ns timeout 60 ab -q -s 10 -c 50 -n 3000 "$@" "$BASE/index.html" 2>&1)
+  echo "$out" | grep -E "^(Complete|Failed|Non-2xx|Keep-Alive requests|Requests per second)|apr_|100%" | sed 's/^/info: /'
+  echo "$out" | grep -q "^Complete requests: *3000$" && echo "$out" | grep -q "^Failed requests: *0$" &&
+    ! echo "$out" | grep -q "^Non-2xx"
+}
+
 t_counters() {
   local s
   s=$(ncurl "$BASE/status") || return 1
@@ -122,6 +140,8 @@ check "10 slow-header clients: a new curl of / within 2 s" t_slow_heads
 check "10 idle keep-alive connections: a new client connects within 100 ms" t_idle
 check "a lone reader of car.jpeg at 1 KB/s, nobody waiting: every byte" t_lone_slow_reader
 check "30 concurrent downloads of Planeta.mp4: all byte-exact" t_downloads
+check "ab -c 50 -n 3000, Connection: close: all answered, none failed" t_ab
+check "ab -c 50 -n 3000 -k (keep-alive): all answered, none failed" t_ab -k
 check "/status counts the evictions (slow readers and slow heads)" t_counters
 check "server still running, no panic" t_no_panic
 echo
