@@ -798,23 +798,8 @@ every_file() {
   echo "info: $n files, $bytes bytes"
 }
 
-# A second namespace routed through the tap's host side: $NS2 (veth 10.69.2.2) -> $NS (veth
-# 10.69.2.1, forwarding) -> tap0 -> smolhttpd. Segmentation offload is off on $NS's veth, so
-# the kernel cuts smolhttpd's large segments to the veth's MTU (1500) in software.
+# A second namespace routed through the tap's host side (setup_routed, lib.sh).
 NS2=${NS}-r
-setup_routed() {
-  make_ns "$NS2" || return 1
-  ip -n "$NS" link add vr0 type veth peer name vr1 netns "$NS2" || return 1
-  ip -n "$NS" addr add 10.69.2.1/24 dev vr0 && ip -n "$NS2" addr add 10.69.2.2/24 dev vr1 &&
-    ip -n "$NS" link set vr0 up && ip -n "$NS2" link set vr1 up &&
-    ip -n "$NS2" route add default via 10.69.2.1 &&
-    ip netns exec "$NS" sysctl -qw net.ipv4.ip_forward=1 || return 1
-  SOFT_GSO=0
-  if command -v ethtool >/dev/null 2>&1 || [ -x /usr/sbin/ethtool ]; then
-    ip netns exec "$NS" "$(command -v ethtool || echo /usr/sbin/ethtool)" -K vr0 tso off gso off >/dev/null 2>&1 &&
-      SOFT_GSO=1
-  fi
-}
 veth_tx() { ip -n "$NS" -s link show vr0 | awk '/TX:/ {getline; print $1, $2; exit}'; }
 
 # t_routed: every file through the router, byte-exact, and the routed veth carried packets of

@@ -9,14 +9,20 @@
 # `chat` CLI). No traffic leaves that namespace. Every wait and loop is bounded.
 #
 # Three phases, each with a fresh server:
-#   nft     the kernel drops FAULTS_LOSS% (default 10) of the frames in each direction, with
-#           nftables netdev hooks on the tap (netem is not available here):
-#             hook egress  device tap0: frames the kernel sends to the tap  = client -> server
-#             hook ingress device tap0: frames the server writes to the tap = server -> client
-#           (egress netdev hooks need Linux >= 5.16 and nftables >= 1.0.1). The server runs
-#           with offload (the default): a frame it writes is a segment of up to 64 KB, so a
-#           drop loses up to 45 wire segments at once.
-#   nft-nooff  the same with the server's --no-offload: every frame is one wire segment.
+#   nft     the server with offload (the default), its clients in a second namespace routed
+#           through the tap's host side (setup_routed, lib.sh), and the kernel drops
+#           FAULTS_LOSS% (default 10) of the packets in each direction on the client's wire,
+#           with nftables netdev hooks on its veth (netem is not available here):
+#             hook ingress device vr1: packets reaching the client = server -> client
+#             hook egress  device vr1: packets the client sends   = client -> server
+#           (egress netdev hooks need Linux >= 5.16 and nftables >= 1.0.1). The router cuts the
+#           server's segments of up to 64 KB to MTU-sized packets first (ethtool; without it
+#           the veth carries them whole and says so), so a drop loses one wire packet, as on a
+#           real link. (Dropped at the tap, a 64 KB frame would lose 45 packets at once.)
+#   nft-nooff  the server with --no-offload, the clients beside the tap, the same drops on the
+#           tap itself (every frame it carries is one wire segment):
+#             hook ingress device tap0: frames the server writes = server -> client
+#             hook egress  device tap0: frames the kernel sends  = client -> server
 #   inproc  no nftables; the server itself drops and corrupts frames with smoltcp's
 #           FaultInjector: --drop-chance FAULTS_LOSS --corrupt-chance FAULTS_CORRUPT (default 2).
 # In each phase: curl fetches every file under fs_image/ (all at once, one connection each,
@@ -25,24 +31,27 @@
 # must hold each posted text exactly once, and nothing else.
 #
 # Bounds: each curl --max-time FAULTS_MAX_TIME, each chat client 120 s, so a phase ends within
-# about 4.5 minutes. The chat client waits 15 s for a reply and sends a post again only when
+# about 6 minutes. The chat client waits 15 s for a reply and sends a post again only when
 # the server cannot have kept it (no connection, closed with no reply, 408), so a post that
-# meets the server's 5 s idle deadline after three lost copies is still kept once. Seen here at 10% loss without offload: 50-75 s a phase (with offload, nft: 12 s), of which the 1.4 MB
-# /video/Planeta.mp4 takes 38-68 s (smoltcp: no SACK, minimum RTO 1 s, 16 KiB send window).
-# With the default deadlines (send progress 10 s, idle 5 s) a segment lost four times in a row
-# (RTO 1+2+4+8 s) aborts a response, which at 10% loss each way happens in a few percent of
-# runs; the deadlines are for slow or silent clients, not for lossy links, so both phases run
-# the server with the longer ones of FAULTS_DEADLINES (what README's troubleshooting advises).
+# meets the server's 5 s idle deadline after three lost copies is still kept once. Seen here at
+# 10% loss each way: nft 17-40 s a phase, nft-nooff 50-75 s, of which the 1.4 MB
+# /video/Planeta.mp4 takes 8-35 s and 38-68 s (smoltcp: no SACK, minimum RTO 1 s). smoltcp
+# doubles its RTO on each timeout and takes no new sample while it resends, so a response
+# can pause for 1+2+4+8+16+32 s; with the default deadlines (send progress 10 s, idle 5 s) a
+# segment lost four times in a row aborts it. The deadlines are for slow or silent clients, not
+# for lossy links, so every phase runs the server with the longer ones of FAULTS_DEADLINES
+# (send progress 120 s: a pause of six timeouts in a row; README's troubleshooting advises
+# raising them on such links), and curl waits FAULTS_MAX_TIME (240 s) for a file.
 # The log's `send timeout` lines and /status `timeouts` are shown after each phase.
 #
 # Env:
 #   SMOLHTTPD_BIN, CHAT_BIN  binaries (default target/release/{smolhttpd,chat}, built if missing)
 #   FAULTS_OUT       artifacts: server logs, per-phase results (default target/faults)
-#   FAULTS_PHASES    phases to run (default "nft inproc")
+#   FAULTS_PHASES    phases to run (default "nft nft-nooff inproc")
 #   FAULTS_LOSS      drop percentage per direction (default 10)
 #   FAULTS_CORRUPT   corrupt percentage per direction in the inproc phase (default 2)
-#   FAULTS_MAX_TIME  curl --max-time per file, seconds (default 120)
-#   FAULTS_DEADLINES server flags for both phases (default "--send-timeout 60
+#   FAULTS_MAX_TIME  curl --max-time per file, seconds (default 240)
+#   FAULTS_DEADLINES server flags for every phase (default "--send-timeout 120
 #                    --idle-timeout 15 --head-timeout 15 --body-timeout 15"; "" for the defaults)
 #   FAULTS_CLIENTS, FAULTS_PER_CLIENT  chat clients and posts per client (default 4, 5)
 #   MTU, HOST_CIDR   passed to tap-up.sh
@@ -60,8 +69,8 @@ NS=smolhttpd-faults-$$
 PHASES=${FAULTS_PHASES:-nft nft-nooff inproc}
 LOSS=${FAULTS_LOSS:-10}
 CORRUPT=${FAULTS_CORRUPT:-2}
-MAX_TIME=${FAULTS_MAX_TIME:-120}
-read -r -a DEADLINES <<<"${FAULTS_DEADLINES---send-timeout 60 --idle-timeout 15 --head-timeout 15 --body-timeout 15}"
+MAX_TIME=${FAULTS_MAX_TIME:-240}
+read -r -a DEADLINES <<<"${FAULTS_DEADLINES---send-timeout 120 --idle-timeout 15 --head-timeout 15 --body-timeout 15}"
 CLIENTS=${FAULTS_CLIENTS:-4}
 PER_CLIENT=${FAULTS_PER_CLIENT:-5}
 TIMINGS=()
@@ -93,26 +102,31 @@ phase_server() { # phase_server PHASE ARGS...
   server_up "$BASE/404.html" 60 30 2 3
 }
 
+# The clients' namespace: $NS, or $NS2 (routed) in the nft phase.
+CNS=$NS
+NS2=${NS}-r
+
+# nft_loss_on DEV: in $CNS, drop LOSS% of the packets DEV receives (ingress) and sends (egress).
 nft_loss_on() {
-  in_ns nft -f - <<EOF
+  ip netns exec "$CNS" nft -f - <<EOF
 table netdev loss {
   chain in {
-    type filter hook ingress device $TAP priority 0;
+    type filter hook ingress device $1 priority 0;
     counter numgen random mod 100 < $LOSS counter drop
   }
   chain out {
-    type filter hook egress device $TAP priority 0;
+    type filter hook egress device $1 priority 0;
     counter numgen random mod 100 < $LOSS counter drop
   }
 }
 EOF
 }
 
-nft_loss_off() { in_ns nft delete table netdev loss 2>/dev/null; }
+nft_loss_off() { ip netns exec "$CNS" nft delete table netdev loss 2>/dev/null; }
 
-# nft_counts CHAIN: "DROPPED of TOTAL" frames seen by that chain.
+# nft_counts CHAIN: "DROPPED of TOTAL" packets seen by that chain.
 nft_counts() {
-  in_ns nft list chain netdev loss "$1" 2>/dev/null |
+  ip netns exec "$CNS" nft list chain netdev loss "$1" 2>/dev/null |
     grep -o 'packets [0-9]*' | awk '{ n[NR] = $2 } END { printf "%s of %s", n[2], n[1] }'
 }
 
@@ -150,7 +164,7 @@ t_clients_ok() {
 # clients were given are the ids of their texts.
 t_chat_once() {
   local d=$1 json=$1/chat.json code bad=0 t n total
-  code=$(ncurl -o "$json" -w '%{http_code}' "$BASE/chat?since=0") || { echo "GET /chat?since=0 failed"; return 1; }
+  code=$(ns_curl "$CNS" -o "$json" -w '%{http_code}' "$BASE/chat?since=0") || { echo "GET /chat?since=0 failed"; return 1; }
   [ "$code" = 200 ] || { echo "GET /chat?since=0: status $code"; return 1; }
   jq -e . "$json" >/dev/null 2>&1 || { echo "not JSON:"; head -c 300 "$json"; return 1; }
   total=$(jq '.messages | length' "$json")
@@ -191,7 +205,7 @@ run_phase() { # run_phase NAME DESCRIPTION
   for i in "${!files[@]}"; do
     rel=${files[$i]#"$FS"}
     (
-      ncurl -o "$d/$i.body" -w '%{http_code} %{time_total} %{size_download}\n' "$BASE$rel" \
+      ns_curl "$CNS" -o "$d/$i.body" -w '%{http_code} %{time_total} %{size_download}\n' "$BASE$rel" \
         >"$d/$i.res" 2>"$d/$i.err"
       echo $? >"$d/$i.rc"
     ) &
@@ -213,7 +227,7 @@ run_phase() { # run_phase NAME DESCRIPTION
       echo "$phase c$c m$i $$-$RANDOM" | tee -a "$d/texts" >>"$d/in$c"
     done
     (
-      timeout 120 ip netns exec "$NS" "$CHAT_BIN" "$SERVER_IP" "$PORT" --name "c$c" --verbose \
+      timeout 120 ip netns exec "$CNS" "$CHAT_BIN" "$SERVER_IP" "$PORT" --name "c$c" --verbose \
         <"$d/in$c" >"$d/chat$c.out" 2>"$d/chat$c.err"
       echo $? >"$d/chat$c.rc"
     ) &
@@ -256,13 +270,25 @@ make_tap_ns quiet
 
 for phase in $PHASES; do
   case $phase in
-    nft|nft-nooff)
-      off=(); [ "$phase" = nft-nooff ] && off=(--no-offload)
-      phase_server "$phase" "${DEADLINES[@]}" "${off[@]}" || die "server did not start"
+    nft)
+      phase_server nft "${DEADLINES[@]}" || die "server did not start"
+      setup_routed || die "could not set up the routed namespace $NS2"
+      [ "$SOFT_GSO" = 1 ] ||
+        say "ethtool missing (apt-get install ethtool): the veth carries whole 64 KB segments, so a drop loses many packets"
+      CNS=$NS2
       # The server is up before the loss starts, so the readiness probe is not a lottery.
-      nft_loss_on || die "nft could not install the netdev ingress/egress loss rules (kernel >= 5.16 needed for egress)"
-      run_phase "$phase" "nftables drops $LOSS% per direction on $TAP (netdev ingress + egress)${off:+, server --no-offload}"
-      say "$phase drops: server->client (ingress) $(nft_counts in) frames, client->server (egress) $(nft_counts out) frames"
+      nft_loss_on vr1 || die "nft could not install the netdev ingress/egress loss rules (kernel >= 5.16 needed for egress)"
+      run_phase nft "server with offload, clients routed: nftables drops $LOSS% per direction on their wire (vr1)"
+      say "nft drops: server->client (ingress) $(nft_counts in) packets, client->server (egress) $(nft_counts out) packets"
+      nft_loss_off
+      CNS=$NS
+      stop_server
+      ;;
+    nft-nooff)
+      phase_server nft-nooff "${DEADLINES[@]}" --no-offload || die "server did not start"
+      nft_loss_on "$TAP" || die "nft could not install the netdev ingress/egress loss rules (kernel >= 5.16 needed for egress)"
+      run_phase nft-nooff "server --no-offload: nftables drops $LOSS% per direction on $TAP"
+      say "nft-nooff drops: server->client (ingress) $(nft_counts in) frames, client->server (egress) $(nft_counts out) frames"
       nft_loss_off
       stop_server
       ;;

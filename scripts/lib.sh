@@ -105,6 +105,26 @@ make_tap_ns() {
   fi
 }
 
+# setup_routed: a second namespace $NS2 routed through the tap's host side: $NS2 (veth vr1,
+# 10.69.2.2) -> $NS (veth vr0, 10.69.2.1, forwarding) -> tap0 -> smolhttpd. Segmentation
+# offload is turned off on vr0 (ethtool), so the kernel cuts smolhttpd's large segments to
+# the veth's MTU (1500) in software and vr1 carries wire-sized packets: SOFT_GSO=1 (0 when
+# ethtool is missing). cleanup deletes $NS2.
+SOFT_GSO=0
+setup_routed() {
+  make_ns "$NS2" || return 1
+  ip -n "$NS" link add vr0 type veth peer name vr1 netns "$NS2" || return 1
+  ip -n "$NS" addr add 10.69.2.1/24 dev vr0 && ip -n "$NS2" addr add 10.69.2.2/24 dev vr1 &&
+    ip -n "$NS" link set vr0 up && ip -n "$NS2" link set vr1 up &&
+    ip -n "$NS2" route add default via 10.69.2.1 &&
+    ip netns exec "$NS" sysctl -qw net.ipv4.ip_forward=1 || return 1
+  SOFT_GSO=0
+  if command -v ethtool >/dev/null 2>&1 || [ -x /usr/sbin/ethtool ]; then
+    ip netns exec "$NS" "$(command -v ethtool || echo /usr/sbin/ethtool)" -K vr0 tso off gso off >/dev/null 2>&1 &&
+      SOFT_GSO=1
+  fi
+}
+
 # ns_delete NS: stop by PID whatever still runs in NS (only this script starts anything
 # there), then delete it. Nothing happens if NS does not exist.
 ns_delete() {
