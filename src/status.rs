@@ -104,6 +104,7 @@ impl<const N: usize> Snapshot<N> {
             ("evicted_idle", u64::from(st.evicted_idle)),
             ("evicted_head", u64::from(st.evicted_head)),
             ("evicted_slow", u64::from(st.evicted_slow)),
+            ("link_dropped", st.link_dropped),
             ("uptime_ms", self.uptime_ms),
         ] {
             json_field(sink, name, value)?;

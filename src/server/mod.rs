@@ -65,6 +65,9 @@ pub struct Stats {
     pub evicted_head: u32,
     /// Responses read slower than `Config::min_rate`, aborted for a waiting client.
     pub evicted_slow: u32,
+    /// Frames the caller's device lost with a peer there, as the caller reports it with
+    /// [`Server::set_link_dropped`] (the binary's QEMU devices hold frames back instead: 0).
+    pub link_dropped: u64,
 }
 
 /// What a slot is doing.
@@ -210,6 +213,12 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Records how many frames the device has lost so far (shown as `link_dropped` in
+    /// [`Stats`] and `/status`). The server owns no device, so the caller counts.
+    pub fn set_link_dropped(&mut self, frames: u64) {
+        self.stats.link_dropped = frames;
     }
 
     /// The configuration.

@@ -2,6 +2,7 @@
 //! smoltcp interface and the server, and runs the poll/wait loop until Ctrl-C or SIGTERM.
 
 mod qemu;
+mod wait;
 
 use std::fmt;
 use std::io;
@@ -15,11 +16,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
-use smoltcp::phy::{self, Device, FaultInjector, PcapMode, PcapWriter};
+use smoltcp::phy::{Device, FaultInjector, PcapMode, PcapWriter};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
-use qemu::{DgramDevice, StreamDevice};
+use qemu::{Counters, DgramDevice, StreamDevice};
 use smolhttpd::chat::{self, ChatRoom};
 use smolhttpd::config::{self, SLOTS};
 use smolhttpd::files::Files;
@@ -28,6 +29,7 @@ use smolhttpd::handler::{Methods, Route, Router};
 use smolhttpd::status::StatusPage;
 use smolhttpd::tap::TapDevice;
 use smolhttpd::{site, Config, Server};
+use wait::Interest;
 
 /// An embedded HTTP server on the smoltcp TCP/IP stack, over a Linux TAP device or QEMU's
 /// socket netdevs.
@@ -222,29 +224,29 @@ fn is_tap(sys: &std::path::Path) -> bool {
         .is_some_and(|f| f & 2 != 0)
 }
 
-/// What the loop sleeps on: the fd that becomes readable when a frame comes, and how long the
-/// device lets it sleep at most (None: no limit of its own).
+/// What the loop sleeps on ([`wait::Interest`]), and what the device lost.
 trait WaitOn {
-    fn fd(&self) -> RawFd;
-    fn limit(&self) -> Option<Duration> {
-        None
+    fn interest(&self) -> Interest;
+    fn counters(&self) -> Counters {
+        Counters::default()
     }
 }
 
-/// The tap: one fixed fd, no limit (nothing is buffered in user space).
+/// The tap: one fixed fd for input; a write never waits (a full tap queue is the kernel's
+/// drop, like a busy wire).
 impl WaitOn for RawFd {
-    fn fd(&self) -> RawFd {
-        *self
+    fn interest(&self) -> Interest {
+        Interest::read(*self)
     }
 }
 
-/// QEMU: the fd changes as peers come and go; frames may be buffered in user space.
+/// QEMU: the fds change as peers come and go, and frames may be held back.
 impl WaitOn for qemu::Waiter {
-    fn fd(&self) -> RawFd {
-        qemu::Waiter::fd(self)
+    fn interest(&self) -> Interest {
+        qemu::Waiter::interest(self)
     }
-    fn limit(&self) -> Option<Duration> {
-        qemu::Waiter::limit(self)
+    fn counters(&self) -> Counters {
+        qemu::Waiter::counters(self)
     }
 }
 
@@ -267,8 +269,8 @@ fn run(mut args: Args) -> Result<(), String> {
     }
     if let Some(addrs) = &args.qemu_dgram {
         let dev = DgramDevice::bind(addrs, qemu_mtu)?;
-        let (fd, name) = (dev.fd(), format!("{dev} (mtu {qemu_mtu})"));
-        return start(&args, dev, fd, &name, Some(&dgram_options(addrs)), &stop);
+        let (wait, name) = (dev.waiter(), format!("{dev} (mtu {qemu_mtu})"));
+        return start(&args, dev, wait, &name, Some(&dgram_options(addrs)), &stop);
     }
     // The chaos flags turn offload off: the FaultInjector caps frames at 1536 bytes, and a
     // frame corrupted before the kernel finishes its checksum would arrive as valid.
@@ -374,6 +376,8 @@ fn serve<D: Device, W: WaitOn>(
 ) -> Result<(), String> {
     // The longest sleep, so a stop request is noticed promptly.
     const MAX_WAIT: Duration = Duration::from_millis(250);
+    // The longest sleep while frames are held back and smoltcp wants to send now.
+    const HELD_WAIT: Duration = Duration::from_millis(100);
     let mut dev = Gate::new(dev);
     let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(args.mac));
     cfg.random_seed = std::time::SystemTime::now()
@@ -418,23 +422,28 @@ fn serve<D: Device, W: WaitOn>(
 
     while !stop.load(Ordering::SeqCst) {
         server.poll(Instant::now(), &mut iface, &mut dev, &mut sockets);
+        let interest = wait.interest();
         let mut delay = server
             .poll_delay(Instant::now(), &mut iface, &sockets)
             .map_or(MAX_WAIT, |d| d.min(MAX_WAIT));
-        if let Some(limit) = wait.limit() {
-            delay = delay.min(limit);
+        if interest.write.is_some() && delay == Duration::ZERO {
+            // Frames are held back: smoltcp has data to send ("now") that the device cannot
+            // take yet. POLLOUT wakes the loop the moment it can.
+            delay = HELD_WAIT;
         }
-        if let Err(e) = phy::wait(wait.fd(), Some(delay)) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(format!("waiting for frames: {e}"));
-            }
+        if let Err(e) = wait::wait(&interest, delay) {
+            return Err(format!("waiting for frames: {e}"));
         }
+        let c = wait.counters();
+        server.set_link_dropped(c.dropped);
     }
     server.log_cut(Instant::now());
     let s = server.stats();
+    let c = wait.counters();
     println!(
-        "smolhttpd: stopped after {} connections, {} requests, {} bytes",
-        s.connections, s.requests, s.bytes
+        "smolhttpd: stopped after {} connections, {} requests, {} bytes; \
+         frames held back {}, dropped {}, sent with no peer {}",
+        s.connections, s.requests, s.bytes, c.held, c.dropped, c.unplugged
     );
     Ok(())
 }

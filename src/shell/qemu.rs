@@ -4,15 +4,34 @@
 //!   stream, each Ethernet frame a 4-byte big-endian length (not counting itself) and the frame;
 //!   no FCS, no padding, no virtio header. smolhttpd **listens** on a unix socket path or a TCP
 //!   address and QEMU connects (`server=off`), so the server stays up across guest runs and takes
-//!   the next QEMU when one goes away; one peer at a time (the next waits in the backlog). A
-//!   write the socket takes only in part is finished from a bounded buffer before anything else,
-//!   so frames stay whole; when that buffer is full, frames are dropped like on a busy wire.
+//!   the next QEMU when one goes away; one peer at a time (the next waits in the backlog).
 //! - [`DgramDevice`]: `-netdev dgram` (and `-netdev socket,udp=...`), one frame per datagram
 //!   over UDP or unix datagram sockets. smolhttpd binds LOCAL and sends to REMOTE, where QEMU
-//!   binds. A datagram the socket cannot take now is dropped, not queued: a lossy wire.
+//!   binds.
 //!
-//! Everything is non-blocking; the loop sleeps with `smoltcp::phy::wait` on the device's fd
-//! (for a stream, [`Waiter::fd`]: the listener, then the peer). TCP retransmits what is lost.
+//! **Frames are held back, never dropped.** A QEMU guest on a local socket is not a lossy wire:
+//! the kernel says when the socket cannot take a frame now (`EAGAIN`, and `POLLOUT` when it can
+//! again), so a frame the socket does not take waits in the device's [`Outbox`], in order, and
+//! `Device::transmit` hands smoltcp no token until the outbox is empty: smoltcp keeps its data in
+//! the socket buffers and sends it on a later poll, and the main loop sleeps on `POLLOUT`
+//! ([`Waiter::interest`]). Throwing frames away instead costs seconds: smoltcp has no SACK and
+//! doubles its retransmission timeout without a new sample, so a burst of drops stalls a
+//! transfer. The token that comes with a received frame (an ACK, an ARP reply) follows the same
+//! rule: its frame joins the outbox, and while the outbox holds more than [`HELD_MAX`] bytes the
+//! device reads nothing more, so the outbox stays bounded and nothing is lost. A stream write
+//! that takes part of a frame leaves the rest first in the outbox, so frames stay whole and are
+//! written once.
+//!
+//! What is still lost, and counted ([`Counters`]): frames sent while no peer is there (a stream
+//! with nobody connected, a datagram peer that is not bound: an unplugged wire), and frames a
+//! socket error refused (`dropped`, which stays 0 in normal use). Over UDP the kernel drops a
+//! datagram on the receiver's side when QEMU's receive buffer is full, without telling the
+//! sender; unix datagram sockets tell (the receiver's queue is part of `POLLOUT`), which is why
+//! the unix form is the one to use.
+//!
+//! Everything is non-blocking; the main loop sleeps with `poll(2)` on what [`Waiter::interest`]
+//! names: the listener or the peer for input, the sending socket for output while frames wait.
+//! TCP retransmits what is lost.
 
 use std::cell::Cell;
 use std::fmt;
@@ -26,8 +45,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Instant;
 
+use crate::wait::Interest;
 use crate::{DgramAddrs, SockAddr};
 
 /// The largest frame length accepted in a stream's length prefix: QEMU's own `NET_BUFSIZE`
@@ -35,14 +55,12 @@ use crate::{DgramAddrs, SockAddr};
 /// the peer is disconnected, since there is no way to find the next frame.
 pub const MAX_WIRE_FRAME: usize = 4096 + 65536;
 
-/// Stream output the socket has not taken yet, at most; beyond it frames are dropped.
-const PENDING_MAX: usize = 256 * 1024;
+/// Held-back output, in bytes, beyond which the device reads nothing more until the peer takes
+/// some (each received frame may add one reply frame to the outbox).
+pub const HELD_MAX: usize = 64 * 1024;
 
 /// Reads (or datagrams) tried per `receive` call before giving the loop back.
 const READS_PER_RECEIVE: usize = 8;
-
-/// How long the loop may sleep while stream output is pending (it only waits for input).
-const FLUSH_RETRY: Duration = Duration::from_millis(1);
 
 // ------------------------------------------------------------------ framing
 
@@ -151,6 +169,98 @@ impl Reassembler {
     }
 }
 
+// ------------------------------------------------------------------ the outbox
+
+/// Frames the socket has not taken yet, in order, each as a 4-byte big-endian length and the
+/// frame (the stream's own framing; a datagram device sends the frame without its prefix).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    sent: usize,
+}
+
+/// What became of one datagram handed to the socket.
+enum Sent {
+    Taken,
+    /// The socket cannot take it now: keep it and wait for `POLLOUT`.
+    Full,
+    /// Lost: the peer is not there (true), or another error (false).
+    Lost(bool),
+}
+
+impl Outbox {
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `bytes` (whole records, or the rest of one a write took in part).
+    fn push(&mut self, bytes: &[u8]) {
+        if self.sent > 0 && self.sent == self.buf.len() {
+            self.clear();
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.sent = 0;
+    }
+
+    /// Moves what is left to the front once half of the buffer is written.
+    fn taken(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent == self.buf.len() {
+            self.clear();
+        } else if self.sent > self.buf.len() / 2 {
+            self.buf.drain(..self.sent);
+            self.sent = 0;
+        }
+    }
+
+    /// A stream: writes as much as `write` takes, in any pieces; stops at `WouldBlock`.
+    fn flush_bytes(&mut self, mut write: impl FnMut(&[u8]) -> io::Result<usize>) -> io::Result<()> {
+        while !self.is_empty() {
+            match write(&self.buf[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.taken(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Datagrams: sends whole frames in order until the socket is full. Returns the frames
+    /// lost: (peer absent, other errors).
+    fn flush_frames(&mut self, mut send: impl FnMut(&[u8]) -> Sent) -> (u64, u64) {
+        let mut lost = (0, 0);
+        while self.len() >= 4 {
+            let at = self.sent;
+            let len = u32::from_be_bytes([
+                self.buf[at],
+                self.buf[at + 1],
+                self.buf[at + 2],
+                self.buf[at + 3],
+            ]) as usize;
+            match send(&self.buf[at + 4..at + 4 + len]) {
+                Sent::Full => break,
+                Sent::Taken => {}
+                Sent::Lost(true) => lost.0 += 1,
+                Sent::Lost(false) => lost.1 += 1,
+            }
+            self.taken(4 + len);
+        }
+        lost
+    }
+}
+
 // ------------------------------------------------------------------ sockets
 
 /// A connected stream of either family.
@@ -209,47 +319,65 @@ fn caps(max_frame: usize) -> DeviceCapabilities {
     caps
 }
 
-// ------------------------------------------------------------------ stream
+/// An error that means nobody is at the other end (yet, or any more).
+fn absent(e: &io::Error) -> bool {
+    use io::ErrorKind::{ConnectionRefused, ConnectionReset, NotConnected, NotFound};
+    matches!(
+        e.kind(),
+        ConnectionRefused | NotFound | ConnectionReset | NotConnected
+    )
+}
+
+// ------------------------------------------------------------------ what the loop sees
+
+/// Frames a device did not deliver, and how many it held back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames that waited in the outbox because the socket could not take them at once.
+    pub held: u64,
+    /// Frames lost with a peer there (a socket error). Stays 0 in normal use.
+    pub dropped: u64,
+    /// Frames sent while no peer was there (an unplugged wire).
+    pub unplugged: u64,
+}
 
 #[derive(Clone, Copy, Debug, Default)]
-struct WaitState {
-    fd: RawFd,
-    /// Whole frames already read, or a peer to drop: do not sleep.
-    now: bool,
-    /// Output the socket has not taken yet: sleep briefly, then try again.
-    tx_pending: bool,
+struct Shared {
+    interest: Interest,
+    counters: Counters,
 }
 
-/// What the main loop sleeps on for a [`StreamDevice`]: the fd (the listener, or the peer once
-/// one is connected) and how long at most. Stays valid when the device is wrapped (pcap, fault
-/// injection).
-#[derive(Clone)]
-pub struct Waiter(Rc<Cell<WaitState>>);
+/// What the main loop sleeps on for a QEMU device (the fds change as peers come and go, and
+/// with what is held back), and its [`Counters`]. Clone it before wrapping the device (pcap,
+/// fault injection); it stays valid.
+#[derive(Clone, Default)]
+pub struct Waiter(Rc<Cell<Shared>>);
 
 impl Waiter {
-    /// The fd to wait on for input.
-    pub fn fd(&self) -> RawFd {
-        self.0.get().fd
+    /// What to wait for now.
+    pub fn interest(&self) -> Interest {
+        self.0.get().interest
     }
 
-    /// The longest sleep the device allows now (None: until input or the server's deadline).
-    pub fn limit(&self) -> Option<Duration> {
-        let w = self.0.get();
-        if w.now {
-            Some(Duration::ZERO)
-        } else if w.tx_pending {
-            Some(FLUSH_RETRY)
-        } else {
-            None
-        }
+    /// Frames held back and lost so far.
+    pub fn counters(&self) -> Counters {
+        self.0.get().counters
     }
 
-    fn update(&self, f: impl FnOnce(&mut WaitState)) {
-        let mut w = self.0.get();
-        f(&mut w);
-        self.0.set(w);
+    fn set(&self, f: impl FnOnce(&mut Interest)) {
+        let mut s = self.0.get();
+        f(&mut s.interest);
+        self.0.set(s);
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Counters)) {
+        let mut s = self.0.get();
+        f(&mut s.counters);
+        self.0.set(s);
     }
 }
+
+// ------------------------------------------------------------------ stream
 
 /// QEMU's `-netdev stream` peer as a smoltcp Ethernet device: see the module docs.
 pub struct StreamDevice {
@@ -266,12 +394,9 @@ pub struct StreamOut {
     peer: Option<(Box<dyn Conn>, String)>,
     /// Where frames are built: 4 bytes of length prefix, then the frame.
     frame: Vec<u8>,
-    /// Output the socket has not taken yet (`pending[sent..]`): whole frames after the first.
-    pending: Vec<u8>,
-    sent: usize,
+    outbox: Outbox,
     /// A write error seen while sending; the peer is dropped at the next `receive`.
     broken: Option<io::Error>,
-    dropped: u64,
     max_frame: usize,
     wait: Waiter,
 }
@@ -318,6 +443,8 @@ impl StreamDevice {
             }
         };
         let max_frame = mtu + 14;
+        let wait = Waiter::default();
+        wait.set(|i| *i = Interest::read(fd));
         Ok(StreamDevice {
             rx: Reassembler::new(MAX_WIRE_FRAME),
             out: StreamOut {
@@ -326,15 +453,10 @@ impl StreamDevice {
                 _socket_file: file,
                 peer: None,
                 frame: vec![0; 4 + max_frame],
-                pending: Vec::new(),
-                sent: 0,
+                outbox: Outbox::default(),
                 broken: None,
-                dropped: 0,
                 max_frame,
-                wait: Waiter(Rc::new(Cell::new(WaitState {
-                    fd,
-                    ..WaitState::default()
-                }))),
+                wait,
             },
             addr: addr.clone(),
         })
@@ -356,9 +478,31 @@ impl StreamOut {
     /// The next frame from the peer, taking a new peer or dropping a broken one on the way.
     fn poll_rx(&mut self, dec: &mut Reassembler) -> Option<Range<usize>> {
         let got = self.next_frame(dec);
-        let now = dec.has_frame() || self.broken.is_some();
-        self.wait.update(|w| w.now = now);
+        self.update(dec);
         got
+    }
+
+    /// Whether the device reads now: not while the outbox is over [`HELD_MAX`].
+    fn reading(&self) -> bool {
+        self.outbox.len() <= HELD_MAX
+    }
+
+    /// Says what the loop waits for: input from the listener or the peer (unless reading is
+    /// paused), output while frames are held back, nothing while frames are already here.
+    fn update(&self, dec: &Reassembler) {
+        let reading = self.reading();
+        let (fd, writing) = match &self.peer {
+            Some((s, _)) => (s.as_raw_fd(), !self.outbox.is_empty()),
+            None => (self.listen_fd, false),
+        };
+        let now = self.broken.is_some() || (reading && dec.has_frame());
+        self.wait.set(|i| {
+            *i = Interest {
+                read: (reading || self.peer.is_none()).then_some(fd),
+                write: writing.then_some(fd),
+                now,
+            }
+        });
     }
 
     fn next_frame(&mut self, dec: &mut Reassembler) -> Option<Range<usize>> {
@@ -369,8 +513,6 @@ impl StreamOut {
             match (self.listener)() {
                 Ok((s, name)) => {
                     log::info!("qemu peer connected ({name})");
-                    let fd = s.as_raw_fd();
-                    self.wait.update(|w| w.fd = fd);
                     self.peer = Some((s, name));
                     dec.clear();
                 }
@@ -382,6 +524,9 @@ impl StreamOut {
             }
         }
         self.flush();
+        if !self.reading() {
+            return None;
+        }
         for _ in 0..READS_PER_RECEIVE {
             match dec.next_frame() {
                 Ok(Some(r)) if r.len() > self.max_frame => {
@@ -413,92 +558,75 @@ impl StreamOut {
         None
     }
 
-    /// Forgets the peer and goes back to listening.
+    /// Forgets the peer (what it had not taken is lost with it) and goes back to listening.
     fn drop_peer(&mut self, dec: &mut Reassembler, why: &str) {
         if let Some((_, name)) = self.peer.take() {
             log::warn!("{why}; waiting for it to reconnect ({name})");
-            if self.dropped > 0 {
-                log::info!(
-                    "qemu: {} frames were dropped as the peer was slow",
-                    self.dropped
-                );
-                self.dropped = 0;
-            }
         }
         dec.clear();
-        self.pending.clear();
-        self.sent = 0;
+        self.outbox.clear();
         self.broken = None;
-        let fd = self.listen_fd;
-        self.wait.update(|w| {
-            w.fd = fd;
-            w.tx_pending = false;
-        });
     }
 
-    /// Sends the prefix and `self.frame[4..4 + len]` after what is pending; keeps what the
-    /// socket does not take; drops the frame when the pending buffer is full, or when there is
-    /// no peer (like an unplugged wire).
+    /// Writes what is held back, as much as the socket takes now.
+    fn flush(&mut self) {
+        if let Some((s, _)) = &mut self.peer {
+            if let Err(e) = self.outbox.flush_bytes(|b| s.write(b)) {
+                self.broken.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Whether smoltcp may have a token: nothing held back (or no peer: an unplugged wire
+    /// takes every frame).
+    fn can_send(&mut self) -> bool {
+        self.flush();
+        let free = self.peer.is_none() || self.broken.is_some() || self.outbox.is_empty();
+        if !free {
+            let fd = self.peer.as_ref().map(|(s, _)| s.as_raw_fd());
+            self.wait.set(|i| i.write = fd);
+        }
+        free
+    }
+
+    /// Sends the prefix and `self.frame[4..4 + len]`: at once if nothing is held back and the
+    /// socket takes it, else (what is left of) it waits in the outbox. With no peer the frame
+    /// is lost, like on an unplugged wire.
     fn send(&mut self, len: usize) {
         let bytes = 4 + len;
         self.frame[..4].copy_from_slice(&(len as u32).to_be_bytes());
-        if self.peer.is_some() && self.broken.is_none() {
-            self.flush();
-            if self.sent == self.pending.len() {
-                self.pending.clear();
-                self.sent = 0;
-                let (s, _) = self.peer.as_mut().expect("a peer");
-                let taken = loop {
-                    match s.write(&self.frame[..bytes]) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
-                        Err(e) => {
-                            self.broken = Some(e);
-                            break bytes;
-                        }
-                        Ok(n) => break n,
-                    }
-                };
-                self.pending.extend_from_slice(&self.frame[taken..bytes]);
-            } else if self.pending.len() - self.sent + bytes <= PENDING_MAX {
-                self.pending.extend_from_slice(&self.frame[..bytes]);
-            } else {
-                self.dropped += 1;
-                log::debug!("qemu: peer is slow, frame dropped");
-            }
+        if self.peer.is_none() || self.broken.is_some() {
+            self.wait.count(|c| c.unplugged += 1);
+            return;
         }
-        let (pending, now) = (self.sent < self.pending.len(), self.broken.is_some());
-        self.wait.update(|w| {
-            w.tx_pending = pending;
-            w.now |= now;
-        });
-    }
-
-    /// Writes what is pending, as much as the socket takes now.
-    fn flush(&mut self) {
-        if let Some((s, _)) = &mut self.peer {
-            while self.sent < self.pending.len() {
-                match s.write(&self.pending[self.sent..]) {
-                    Ok(0) => break,
-                    Ok(n) => self.sent += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+        self.flush();
+        let mut taken = 0;
+        if self.outbox.is_empty() {
+            let (s, _) = self.peer.as_mut().expect("a peer");
+            taken = loop {
+                match s.write(&self.frame[..bytes]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
                     Err(e) => {
                         self.broken = Some(e);
-                        break;
+                        break bytes;
                     }
+                    Ok(n) => break n,
                 }
+            };
+        }
+        if taken < bytes {
+            self.outbox.push(&self.frame[taken..bytes]);
+            self.wait.count(|c| c.held += 1);
+        }
+        let fd = self.peer.as_ref().map(|(s, _)| s.as_raw_fd());
+        let (held, now) = (!self.outbox.is_empty(), self.broken.is_some());
+        self.wait.set(|i| {
+            if held {
+                i.write = fd;
             }
-        }
-        if self.sent == self.pending.len() {
-            self.pending.clear();
-            self.sent = 0;
-        } else if self.sent > PENDING_MAX / 2 {
-            self.pending.drain(..self.sent);
-            self.sent = 0;
-        }
-        let pending = self.sent < self.pending.len();
-        self.wait.update(|w| w.tx_pending = pending);
+            i.now |= now;
+        });
     }
 }
 
@@ -512,7 +640,7 @@ impl Device for StreamDevice {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<QemuTx<'_, StreamOut>> {
-        Some(QemuTx(&mut self.out))
+        self.out.can_send().then_some(QemuTx(&mut self.out))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -529,7 +657,7 @@ pub struct DgramDevice {
     addrs: DgramAddrs,
 }
 
-/// The socket and the sending half; [`QemuTx`] borrows it.
+/// The sockets and the sending half; [`QemuTx`] borrows it.
 pub struct DgramOut {
     sock: DgramSock,
     _socket_file: Bound,
@@ -537,14 +665,66 @@ pub struct DgramOut {
     /// None: not heard from yet; Some(false): refused our last frame.
     up: Option<bool>,
     frame: Vec<u8>,
+    outbox: Outbox,
     max_frame: usize,
+    wait: Waiter,
 }
 
 enum DgramSock {
     /// Connected to the remote: the kernel filters other senders and reports refusals.
     Udp(UdpSocket),
-    /// Bound to the local path; sends to the remote path.
-    Unix(UnixDatagram, PathBuf),
+    /// Unix datagrams: received on a socket bound to LOCAL (from whoever sends), sent from a
+    /// second socket connected to REMOTE, so `POLLOUT` tells when QEMU's queue has room.
+    Unix(UnixDgram),
+}
+
+struct UnixDgram {
+    rx: UnixDatagram,
+    tx: UnixDatagram,
+    /// `tx` is connected to the socket now at `remote` (QEMU binds it anew when it restarts).
+    connected: bool,
+    remote: PathBuf,
+    /// The sender path last seen to be `remote` (a relative or other spelling of it).
+    known: Option<PathBuf>,
+    /// A sender that is not `remote` was reported (once).
+    warned: bool,
+}
+
+impl UnixDgram {
+    /// Whether a datagram from `from` (as the kernel reports the sender) comes from `remote`:
+    /// the same text, or the same socket file by another spelling.
+    fn is_remote(&mut self, from: Option<&Path>) -> bool {
+        let Some(from) = from else {
+            return false;
+        };
+        if from == self.remote || self.known.as_deref() == Some(from) {
+            return true;
+        }
+        let same = match (from.canonicalize(), self.remote.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            self.known = Some(from.to_path_buf());
+        }
+        same
+    }
+
+    /// Sends one frame to the socket at `remote`, (re)connecting to it as needed: a refusal
+    /// means the socket we were connected to is gone (QEMU restarted): connect again, once.
+    fn send(&mut self, frame: &[u8]) -> io::Result<usize> {
+        for _ in 0..2 {
+            if !self.connected {
+                self.tx.connect(&self.remote)?;
+                self.connected = true;
+            }
+            match self.tx.send(frame) {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => self.connected = false,
+                r => return r,
+            }
+        }
+        Err(io::ErrorKind::ConnectionRefused.into())
+    }
 }
 
 impl DgramDevice {
@@ -565,35 +745,47 @@ impl DgramDevice {
             }
             (SockAddr::Unix(l), SockAddr::Unix(r)) => {
                 let file = claim_unix_path(l, true)?;
-                let s = UnixDatagram::bind(l).map_err(|e| {
+                let rx = UnixDatagram::bind(l).map_err(|e| {
                     format!("cannot bind unix datagram socket {}: {e}", l.display())
                 })?;
-                nonblocking(s.set_nonblocking(true))?;
-                (DgramSock::Unix(s, r.clone()), file)
+                nonblocking(rx.set_nonblocking(true))?;
+                let tx = UnixDatagram::unbound()
+                    .map_err(|e| format!("cannot open a unix datagram socket: {e}"))?;
+                nonblocking(tx.set_nonblocking(true))?;
+                let sock = UnixDgram {
+                    rx,
+                    tx,
+                    connected: false,
+                    remote: r.clone(),
+                    known: None,
+                    warned: false,
+                };
+                (DgramSock::Unix(sock), file)
             }
             _ => return Err("LOCAL and REMOTE must both be unix paths or both IP:PORT".into()),
         };
         let max_frame = mtu + 14;
+        let out = DgramOut {
+            sock,
+            _socket_file: file,
+            remote: addrs.remote.clone(),
+            up: None,
+            frame: vec![0; 4 + max_frame],
+            outbox: Outbox::default(),
+            max_frame,
+            wait: Waiter::default(),
+        };
+        out.update();
         Ok(DgramDevice {
             rx: vec![0; 65536],
-            out: DgramOut {
-                sock,
-                _socket_file: file,
-                remote: addrs.remote.clone(),
-                up: None,
-                frame: vec![0; 4 + max_frame],
-                max_frame,
-            },
+            out,
             addrs: addrs.clone(),
         })
     }
 
-    /// The fd to wait on for input.
-    pub fn fd(&self) -> RawFd {
-        match &self.out.sock {
-            DgramSock::Udp(s) => s.as_raw_fd(),
-            DgramSock::Unix(s, _) => s.as_raw_fd(),
-        }
+    /// What the main loop waits on; clone it before wrapping the device.
+    pub fn waiter(&self) -> Waiter {
+        self.out.wait.clone()
     }
 }
 
@@ -608,14 +800,56 @@ impl fmt::Display for DgramDevice {
 }
 
 impl DgramOut {
+    /// The fds: (input, output).
+    fn fds(&self) -> (RawFd, RawFd) {
+        match &self.sock {
+            DgramSock::Udp(s) => (s.as_raw_fd(), s.as_raw_fd()),
+            DgramSock::Unix(u) => (u.rx.as_raw_fd(), u.tx.as_raw_fd()),
+        }
+    }
+
+    fn reading(&self) -> bool {
+        self.outbox.len() <= HELD_MAX
+    }
+
+    fn update(&self) {
+        let (rx, tx) = self.fds();
+        let (reading, writing) = (self.reading(), !self.outbox.is_empty());
+        self.wait.set(|i| {
+            *i = Interest {
+                read: reading.then_some(rx),
+                write: writing.then_some(tx),
+                now: false,
+            }
+        });
+    }
+
     /// One datagram from the remote: its length.
     fn poll_rx(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.flush();
+        let got = if self.reading() { self.read(buf) } else { None };
+        self.update();
+        got
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> Option<usize> {
         for _ in 0..READS_PER_RECEIVE {
-            let got = match &self.sock {
+            let got = match &mut self.sock {
                 DgramSock::Udp(s) => s.recv(buf).map(Some),
-                DgramSock::Unix(s, remote) => s
-                    .recv_from(buf)
-                    .map(|(n, from)| (from.as_pathname() == Some(remote.as_path())).then_some(n)),
+                DgramSock::Unix(u) => u.rx.recv_from(buf).map(|(n, from)| {
+                    if u.is_remote(from.as_pathname()) {
+                        return Some(n);
+                    }
+                    if !u.warned {
+                        u.warned = true;
+                        log::info!(
+                            "qemu: ignoring datagrams from {:?}, which is not {} (said once)",
+                            from,
+                            u.remote.display()
+                        );
+                    }
+                    None
+                }),
             };
             match got {
                 Ok(Some(n)) if n == 0 || n > self.max_frame => {
@@ -630,43 +864,90 @@ impl DgramOut {
                     self.up = Some(true);
                     return Some(n);
                 }
-                Ok(None) => log::debug!("qemu: ignored a datagram from another sender"),
+                Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => self.failed(&e),
+                Err(e) => failed(&mut self.up, &self.remote, &e),
             }
         }
         None
     }
 
-    /// Sends `self.frame[4..4 + len]` as one datagram, or drops it.
-    fn send(&mut self, len: usize) {
-        let frame = &self.frame[4..4 + len];
-        let sent = match &self.sock {
+    /// Hands one frame to the socket.
+    fn send_one(sock: &mut DgramSock, frame: &[u8]) -> io::Result<usize> {
+        match sock {
             DgramSock::Udp(s) => s.send(frame),
-            DgramSock::Unix(s, remote) => s.send_to(frame, remote),
-        };
-        match sent {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                log::debug!("qemu: the peer's queue is full, frame dropped");
-            }
-            Err(e) => self.failed(&e),
+            DgramSock::Unix(u) => u.send(frame),
         }
     }
 
-    /// A receive or send error: the peer is not there (refused, gone), or something else.
-    fn failed(&mut self, e: &io::Error) {
-        use io::ErrorKind::{ConnectionRefused, ConnectionReset, NotFound};
-        if !matches!(e.kind(), ConnectionRefused | NotFound | ConnectionReset) {
-            log::debug!("qemu: {e}");
-        } else if self.up != Some(false) {
-            log::warn!(
-                "qemu peer {} is not there ({e}); frames are dropped until it is",
-                self.remote
-            );
-            self.up = Some(false);
+    /// Sends what is held back, in order, as far as the socket takes it.
+    fn flush(&mut self) {
+        let (sock, up, remote) = (&mut self.sock, &mut self.up, &self.remote);
+        let (absent, other) = self
+            .outbox
+            .flush_frames(|f| outcome(up, remote, Self::send_one(sock, f)));
+        self.count_lost(absent, other);
+    }
+
+    fn count_lost(&self, absent: u64, other: u64) {
+        if absent + other > 0 {
+            self.wait.count(|c| {
+                c.unplugged += absent;
+                c.dropped += other;
+            });
         }
+    }
+
+    fn can_send(&mut self) -> bool {
+        self.flush();
+        self.update();
+        self.outbox.is_empty()
+    }
+
+    /// Sends `self.frame[4..4 + len]` as one datagram now, or holds it back (behind what is
+    /// already held back).
+    fn send(&mut self, len: usize) {
+        self.frame[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        self.flush();
+        let sent = if self.outbox.is_empty() {
+            let r = Self::send_one(&mut self.sock, &self.frame[4..4 + len]);
+            outcome(&mut self.up, &self.remote, r)
+        } else {
+            Sent::Full
+        };
+        match sent {
+            Sent::Taken => {}
+            Sent::Full => {
+                self.outbox.push(&self.frame[..4 + len]);
+                self.wait.count(|c| c.held += 1);
+            }
+            Sent::Lost(absent) => self.count_lost(absent as u64, !absent as u64),
+        }
+        self.update();
+    }
+}
+
+/// What a send's result means for the frame.
+fn outcome(up: &mut Option<bool>, remote: &SockAddr, r: io::Result<usize>) -> Sent {
+    match r {
+        Ok(_) => Sent::Taken,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Sent::Full,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Sent::Full,
+        Err(e) => {
+            failed(up, remote, &e);
+            Sent::Lost(absent(&e))
+        }
+    }
+}
+
+/// A receive or send error: the peer is not there (refused, gone), or something else.
+fn failed(up: &mut Option<bool>, remote: &SockAddr, e: &io::Error) {
+    if !absent(e) {
+        log::debug!("qemu: {e}");
+    } else if *up != Some(false) {
+        log::warn!("qemu peer {remote} is not there ({e}); frames are dropped until it is");
+        *up = Some(false);
     }
 }
 
@@ -680,7 +961,7 @@ impl Device for DgramDevice {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<QemuTx<'_, DgramOut>> {
-        Some(QemuTx(&mut self.out))
+        self.out.can_send().then_some(QemuTx(&mut self.out))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -742,7 +1023,9 @@ impl<O: Out> phy::TxToken for QemuTx<'_, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wait::wait;
     use smoltcp::phy::{RxToken, TxToken};
+    use smoltcp::time::Duration;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// `len` as a 4-byte prefix followed by `frame`.
@@ -893,12 +1176,14 @@ mod tests {
         Instant::from_millis(0)
     }
 
-    /// Frames the device receives within a bounded number of polls; `fd` is what to wait on.
-    fn receive_frames<D: Device>(
-        dev: &mut D,
-        fd: impl Fn(&D) -> RawFd,
-        want: usize,
-    ) -> Vec<Vec<u8>> {
+    /// The fd the loop reads from.
+    fn read_fd(w: &Waiter) -> RawFd {
+        w.interest().read.expect("reading")
+    }
+
+    /// Frames the device receives within a bounded number of polls, sleeping as the main
+    /// loop would.
+    fn receive_frames<D: Device>(dev: &mut D, w: &Waiter, want: usize) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
         for _ in 0..1000 {
             if got.len() == want {
@@ -909,17 +1194,28 @@ mod tests {
                 .map(|(rx, _tx)| rx.consume(|f| f.to_vec()))
             {
                 Some(frame) => got.push(frame),
-                None => {
-                    let _ = phy::wait(fd(dev), Some(Duration::from_millis(10)));
-                }
+                None => wait(&w.interest(), Duration::from_millis(10)).unwrap(),
             }
         }
         got
     }
 
-    fn send_frame<D: Device>(dev: &mut D, frame: &[u8]) {
-        let tx = dev.transmit(now()).unwrap();
-        tx.consume(frame.len(), |buf| buf.copy_from_slice(frame));
+    /// Sends `frame` with a token from `transmit`; false if the device gave none.
+    fn send_frame<D: Device>(dev: &mut D, frame: &[u8]) -> bool {
+        match dev.transmit(now()) {
+            Some(tx) => {
+                tx.consume(frame.len(), |buf| buf.copy_from_slice(frame));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A frame numbered `i` in its first four bytes.
+    fn numbered(len: usize, i: u32) -> Vec<u8> {
+        let mut f = pattern(len, i as u8);
+        f[..4].copy_from_slice(&i.to_be_bytes());
+        f
     }
 
     /// Reads from a blocking client stream until `n` bytes came.
@@ -937,10 +1233,11 @@ mod tests {
         let path = dir.0.join("q.sock");
         let mut dev = StreamDevice::listen(&SockAddr::Unix(path.clone()), 1500).unwrap();
         let waiter = dev.waiter();
-        let listen_fd = waiter.fd();
+        let listen_fd = read_fd(&waiter);
         assert!(dev.receive(now()).is_none(), "nobody connected yet");
-        // Sending with no peer loses the frame quietly.
-        send_frame(&mut dev, &[0xaa; 60]);
+        // Sending with no peer loses the frame quietly, as an unplugged wire does.
+        assert!(send_frame(&mut dev, &[0xaa; 60]));
+        assert_eq!(waiter.counters().unplugged, 1);
 
         for round in 0..2u8 {
             let mut client = UnixStream::connect(&path).unwrap();
@@ -949,27 +1246,28 @@ mod tests {
             // The first frame split over two writes, the rest in one write.
             client.write_all(&bytes[..30]).unwrap();
             assert!(dev.receive(now()).is_none(), "half a frame is no frame");
-            assert_ne!(waiter.fd(), listen_fd, "now waiting on the peer");
+            assert_ne!(read_fd(&waiter), listen_fd, "now waiting on the peer");
             client.write_all(&bytes[30..]).unwrap();
-            assert_eq!(receive_frames(&mut dev, |d| d.waiter().fd(), 4), frames);
+            assert_eq!(receive_frames(&mut dev, &waiter, 4), frames);
 
             // Device to peer: prefix plus frame.
             let out = pattern(1514, 9);
-            send_frame(&mut dev, &out);
+            assert!(send_frame(&mut dev, &out));
             assert_eq!(read_n(&mut client, 4 + 1514), framed(&out));
 
             drop(client);
             for _ in 0..10 {
-                if dev.receive(now()).is_none() && waiter.fd() == listen_fd {
+                if dev.receive(now()).is_none() && read_fd(&waiter) == listen_fd {
                     break;
                 }
             }
             assert_eq!(
-                waiter.fd(),
+                read_fd(&waiter),
                 listen_fd,
                 "back to listening after the peer left"
             );
         }
+        assert_eq!(waiter.counters().dropped, 0);
         drop(dev);
         assert!(!path.exists(), "the socket file is removed");
     }
@@ -979,17 +1277,18 @@ mod tests {
         let dir = TempDir::new();
         let path = dir.0.join("q.sock");
         let mut dev = StreamDevice::listen(&SockAddr::Unix(path.clone()), 1500).unwrap();
-        let listen_fd = dev.waiter().fd();
+        let waiter = dev.waiter();
+        let listen_fd = read_fd(&waiter);
         let mut client = UnixStream::connect(&path).unwrap();
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         for _ in 0..100 {
             assert!(dev.receive(now()).is_none());
-            if dev.waiter().fd() == listen_fd {
+            if read_fd(&waiter) == listen_fd {
                 break;
             }
-            let _ = phy::wait(dev.waiter().fd(), Some(Duration::from_millis(10)));
+            wait(&waiter.interest(), Duration::from_millis(10)).unwrap();
         }
-        assert_eq!(dev.waiter().fd(), listen_fd);
+        assert_eq!(read_fd(&waiter), listen_fd);
         let mut buf = [0u8; 16];
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
@@ -998,54 +1297,133 @@ mod tests {
     }
 
     #[test]
-    fn stream_device_keeps_frames_whole_when_the_peer_is_slow() {
+    fn stream_device_refuses_a_frame_over_the_mtu_at_once() {
+        let dir = TempDir::new();
+        let path = dir.0.join("q.sock");
+        let mut dev = StreamDevice::listen(&SockAddr::Unix(path.clone()), 1500).unwrap();
+        let waiter = dev.waiter();
+        let mut client = UnixStream::connect(&path).unwrap();
+        let (big, ok) = (pattern(1515, 1), pattern(1514, 2));
+        client.write_all(&framed(&big)).unwrap();
+        client.write_all(&framed(&ok)).unwrap();
+        assert_eq!(receive_frames(&mut dev, &waiter, 1), vec![ok]);
+        assert!(dev.receive(now()).is_none(), "the big one was not kept");
+        assert_eq!(waiter.counters(), Counters::default());
+    }
+
+    /// Reads the peer's side of a stream in a thread after `delay`, until `frames` frames of
+    /// `len` bytes came (or 10 s passed): their numbers.
+    fn read_later(
+        mut client: UnixStream,
+        delay: std::time::Duration,
+        frames: usize,
+        len: usize,
+    ) -> std::thread::JoinHandle<Vec<u32>> {
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            client
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut r = Reassembler::new(MAX_WIRE_FRAME);
+            let mut seen = Vec::new();
+            while seen.len() < frames {
+                match client.read(r.space()) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => r.filled(n),
+                }
+                while let Some(f) = r.next_frame().unwrap() {
+                    let f = r.frame(f);
+                    let i = u32::from_be_bytes([f[0], f[1], f[2], f[3]]);
+                    assert_eq!(f, &numbered(len, i)[..], "frame {i} whole");
+                    seen.push(i);
+                }
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn stream_device_holds_frames_back_while_the_peer_does_not_read() {
         let dir = TempDir::new();
         let path = dir.0.join("q.sock");
         let mut dev = StreamDevice::listen(&SockAddr::Unix(path.clone()), 9000).unwrap();
         let waiter = dev.waiter();
-        let mut client = UnixStream::connect(&path).unwrap();
+        let client = UnixStream::connect(&path).unwrap();
         assert!(dev.receive(now()).is_none());
-        // Far more than the socket and the pending buffer hold, while the peer reads nothing.
-        let total = 400u32;
-        for i in 0..total {
-            let mut f = pattern(9014, i as u8);
-            f[..4].copy_from_slice(&i.to_be_bytes());
-            send_frame(&mut dev, &f);
+        // Send until the device gives no token: the socket is full and a frame waits.
+        let mut sent = 0u32;
+        while sent < 10_000 && send_frame(&mut dev, &numbered(9014, sent)) {
+            sent += 1;
         }
-        assert!(
-            waiter.limit().is_some(),
-            "output pending: sleep only briefly"
+        assert!(sent < 10_000, "the device says when the socket is full");
+        let peer_fd = read_fd(&waiter);
+        assert_eq!(
+            waiter.interest().write,
+            Some(peer_fd),
+            "the loop waits for POLLOUT"
         );
-        assert!(dev.out.dropped > 0, "a full socket drops frames");
-        // Now read everything: whole frames, in order, some missing.
-        client.set_nonblocking(true).unwrap();
-        let mut r = Reassembler::new(MAX_WIRE_FRAME);
-        let mut seen = Vec::new();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            let _ = dev.receive(now()); // flushes what is pending
-            match client.read(r.space()) {
-                Ok(0) => break,
-                Ok(n) => r.filled(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if waiter.limit().is_none() {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                Err(e) => panic!("{e}"),
-            }
-            while let Some(f) = r.next_frame().unwrap() {
-                let f = r.frame(f);
-                assert_eq!(f.len(), 9014);
-                let i = u32::from_be_bytes([f[0], f[1], f[2], f[3]]);
-                assert_eq!(&f[4..], &pattern(9014, i as u8)[4..]);
-                seen.push(i);
-            }
+        assert!(waiter.counters().held >= 1);
+        // The peer reads nothing and sends nothing: the loop sleeps its whole timeout.
+        let t = std::time::Instant::now();
+        wait(&waiter.interest(), Duration::from_millis(200)).unwrap();
+        assert!(
+            t.elapsed() >= std::time::Duration::from_millis(190),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(!send_frame(&mut dev, &numbered(9014, sent)), "still full");
+
+        // Frames that come with received ones (ACKs) join the outbox; past HELD_MAX the
+        // device stops reading, so the outbox stays bounded.
+        let mut writer = client.try_clone().unwrap();
+        for i in 0..20u8 {
+            writer.write_all(&framed(&pattern(60, i))).unwrap();
         }
-        assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order");
-        assert_eq!(seen.len() as u64 + dev.out.dropped, total as u64);
-        assert!(waiter.limit().is_none(), "nothing pending at the end");
+        let mut replies = 0;
+        while let Some((rx, tx)) = dev.receive(now()) {
+            rx.consume(|_| ());
+            tx.consume(9014, |b| b.copy_from_slice(&numbered(9014, sent)));
+            sent += 1;
+            replies += 1;
+            assert!(replies <= 20);
+        }
+        assert!(replies < 20, "reading pauses while the outbox is full");
+        assert!(dev.out.outbox.len() <= HELD_MAX + 4 + 9014);
+        assert_eq!(
+            waiter.interest().read,
+            None,
+            "no wake-ups for input it will not read"
+        );
+        assert_eq!(waiter.interest().write, Some(peer_fd));
+
+        // Now the peer reads: every frame arrives, whole and in order; the loop wakes on
+        // POLLOUT as soon as it does (not after its timeout).
+        let reader = read_later(
+            client,
+            std::time::Duration::from_millis(300),
+            sent as usize,
+            9014,
+        );
+        let t = std::time::Instant::now();
+        wait(&waiter.interest(), Duration::from_secs(5)).unwrap();
+        let woke = t.elapsed();
+        assert!(
+            woke < std::time::Duration::from_secs(4),
+            "woke after {woke:?}"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !dev.out.outbox.is_empty() && std::time::Instant::now() < deadline {
+            while let Some((rx, _)) = dev.receive(now()) {
+                rx.consume(|_| ());
+            }
+            let _ = dev.transmit(now());
+            wait(&waiter.interest(), Duration::from_millis(50)).unwrap();
+        }
+        let seen = reader.join().unwrap();
+        assert_eq!(seen, (0..sent).collect::<Vec<_>>(), "all {sent}, in order");
+        assert_eq!(waiter.interest().write, None, "nothing held at the end");
+        let c = waiter.counters();
+        assert_eq!((c.dropped, c.unplugged), (0, 0));
     }
 
     #[test]
@@ -1069,17 +1447,27 @@ mod tests {
         assert!(file.exists());
     }
 
+    /// `abs` spelled relative to the current directory (`../../tmp/...`).
+    fn relative(abs: &Path) -> PathBuf {
+        let cwd = std::env::current_dir().unwrap();
+        let up = "../".repeat(cwd.components().count() - 1);
+        PathBuf::from(up).join(abs.strip_prefix("/").unwrap())
+    }
+
     #[test]
     fn dgram_device_over_unix_sockets() {
         let dir = TempDir::new();
         let (ours, theirs) = (dir.0.join("s.sock"), dir.0.join("q.sock"));
+        // REMOTE spelled another way than the peer binds it: still the peer.
         let addrs = DgramAddrs {
             local: SockAddr::Unix(ours.clone()),
-            remote: SockAddr::Unix(theirs.clone()),
+            remote: SockAddr::Unix(relative(&theirs)),
         };
         let mut dev = DgramDevice::bind(&addrs, 1500).unwrap();
-        // QEMU is not there yet: frames are lost, nothing fails.
-        send_frame(&mut dev, &[1; 60]);
+        let waiter = dev.waiter();
+        // QEMU is not there yet: the frame is lost as on an unplugged wire, nothing fails.
+        assert!(send_frame(&mut dev, &[1; 60]));
+        assert_eq!(waiter.counters().unplugged, 1);
         assert!(dev.receive(now()).is_none());
         let peer = UnixDatagram::bind(&theirs).unwrap();
         peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
@@ -1091,34 +1479,57 @@ mod tests {
         // A stranger's datagram is ignored.
         let stranger = UnixDatagram::unbound().unwrap();
         stranger.send_to(&[9; 60], &ours).unwrap();
-        assert_eq!(receive_frames(&mut dev, DgramDevice::fd, 3), frames);
+        assert_eq!(receive_frames(&mut dev, &waiter, 3), frames);
         assert!(dev.receive(now()).is_none());
         let out = pattern(1514, 3);
-        send_frame(&mut dev, &out);
+        assert!(send_frame(&mut dev, &out));
         let mut buf = vec![0; 2000];
         let n = peer.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], &out[..], "one datagram, no prefix");
+
         // More than the peer's queue (net.unix.max_dgram_qlen, 10 by default) while it reads
-        // nothing: the rest are dropped, not queued, like on a wire; what arrives is whole.
-        for i in 0..50u8 {
-            send_frame(&mut dev, &pattern(1000, i));
+        // nothing: the device gives no token once a frame waits, and loses none.
+        let mut sent = 0u32;
+        while sent < 1000 && send_frame(&mut dev, &numbered(1000, sent)) {
+            sent += 1;
         }
+        assert!(sent < 1000, "the device says when the peer's queue is full");
+        assert!(
+            waiter.interest().write.is_some(),
+            "the loop waits for POLLOUT"
+        );
+        let t = std::time::Instant::now();
+        wait(&waiter.interest(), Duration::from_millis(200)).unwrap();
+        assert!(
+            t.elapsed() >= std::time::Duration::from_millis(190),
+            "no spin while full"
+        );
+        // The peer reads: all of them, whole and in order.
         peer.set_nonblocking(true).unwrap();
         let mut got = Vec::new();
-        while let Ok(n) = peer.recv(&mut buf) {
-            got.push(buf[..n].to_vec());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while got.len() < sent as usize && std::time::Instant::now() < deadline {
+            while let Ok(n) = peer.recv(&mut buf) {
+                got.push(buf[..n].to_vec());
+            }
+            let _ = dev.transmit(now()); // flushes what waits
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert!(
-            !got.is_empty() && got.len() < 50,
-            "{} of 50 arrived",
-            got.len()
-        );
-        let want: Vec<Vec<u8>> = (0..got.len() as u8).map(|i| pattern(1000, i)).collect();
-        assert!(got == want, "the first ones, whole and in order");
-        // Nothing was kept back: the next frame goes out at once.
-        send_frame(&mut dev, &out);
+        let want: Vec<Vec<u8>> = (0..sent).map(|i| numbered(1000, i)).collect();
+        assert!(got == want, "{} of {sent}, whole and in order", got.len());
+        assert_eq!(waiter.interest().write, None);
+
+        // QEMU restarts: a new socket at the same path. The device finds it.
+        drop(peer);
+        std::fs::remove_file(&theirs).unwrap();
+        let peer = UnixDatagram::bind(&theirs).unwrap();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert!(send_frame(&mut dev, &out));
         let n = peer.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], &out[..]);
+        assert_eq!(&buf[..n], &out[..], "sent to the new socket");
+        let c = waiter.counters();
+        assert_eq!((c.dropped, c.unplugged), (0, 1));
         drop(dev);
         assert!(!ours.exists());
     }
