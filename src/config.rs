@@ -34,6 +34,9 @@ pub struct Config {
     pub head_timeout: Duration,
     /// A request body may pause this long between reads (else 408).
     pub body_timeout: Duration,
+    /// A request body must be complete this long after the head (else 408), however steadily
+    /// it trickles.
+    pub body_deadline: Duration,
     /// An idle keep-alive connection is closed after this long.
     pub idle_timeout: Duration,
     /// A response that makes no progress this long is aborted.
@@ -55,6 +58,11 @@ pub struct Config {
 /// The window over which a response's read rate is measured.
 pub const RATE_WINDOW: Duration = Duration::from_secs(2);
 
+/// How long an aborted slot waits for its RST to go out before it listens again anyway. A RST
+/// waits only for the peer's address to resolve (ARP); a peer that does not answer ARP could
+/// not receive it, and must not pin the slot.
+pub const RESET_GIVE_UP: Duration = Duration::from_secs(1);
+
 impl Config {
     /// The contract's defaults.
     pub const fn new() -> Self {
@@ -62,6 +70,7 @@ impl Config {
             port: HTTP_PORT,
             head_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(5),
+            body_deadline: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(10),
             linger_timeout: Duration::from_secs(2),
@@ -87,6 +96,12 @@ impl Config {
     /// Set the body deadline (between reads).
     pub const fn body_timeout(mut self, d: Duration) -> Self {
         self.body_timeout = d;
+        self
+    }
+
+    /// Set the deadline of a whole request body, from the end of its head.
+    pub const fn body_deadline(mut self, d: Duration) -> Self {
+        self.body_deadline = d;
         self
     }
 

@@ -104,6 +104,8 @@ impl<const N: usize> Snapshot<N> {
             ("evicted_idle", u64::from(st.evicted_idle)),
             ("evicted_head", u64::from(st.evicted_head)),
             ("evicted_slow", u64::from(st.evicted_slow)),
+            ("evicted_half_open", u64::from(st.evicted_half_open)),
+            ("evicted_body", u64::from(st.evicted_body)),
             ("link_dropped", st.link_dropped),
             ("uptime_ms", self.uptime_ms),
         ] {

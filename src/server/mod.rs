@@ -63,8 +63,14 @@ pub struct Stats {
     pub evicted_idle: u32,
     /// Incomplete request heads answered 408 (or empty connections closed) for a waiting client.
     pub evicted_head: u32,
-    /// Responses read slower than `Config::min_rate`, aborted for a waiting client.
+    /// Responses read slower than `Config::min_rate` (or closing connections whose peer went
+    /// silent), aborted for a waiting client.
     pub evicted_slow: u32,
+    /// Half-open handshakes (SYN received, never completed) dropped for a waiting client.
+    pub evicted_half_open: u32,
+    /// Request bodies arriving slower than `Config::min_rate`, answered 408 for a waiting
+    /// client.
+    pub evicted_body: u32,
     /// Frames the caller's device lost with a peer there, as the caller reports it with
     /// [`Server::set_link_dropped`] (the binary's QEMU devices hold frames back instead: 0).
     pub link_dropped: u64,
@@ -81,8 +87,14 @@ pub enum State {
         first_byte: Option<Instant>,
         idle_since: Instant,
     },
-    /// Reading a request body; `last_read` starts the body deadline.
-    Body { last_read: Instant },
+    /// Reading a request body: `last_read` starts the gap deadline (`body_timeout`), `started`
+    /// the whole body's (`body_deadline`); `had` is how many request bytes were buffered then,
+    /// for the body's rate.
+    Body {
+        last_read: Instant,
+        started: Instant,
+        had: usize,
+    },
     /// Sending a response; `progress` is the last time bytes went into the socket.
     Send { progress: Instant, keep_alive: bool },
     /// Response queued: the send half is closed and input is drained until the peer closes.
@@ -92,8 +104,10 @@ pub enum State {
         queued: usize,
         tcp: tcp::State,
     },
-    /// The connection was aborted; the socket listens again once its RST has gone out.
-    Reset,
+    /// The connection was aborted at `since`; the socket listens again once its RST has gone
+    /// out, or after [`crate::config::RESET_GIVE_UP`] when it cannot go out (the peer's
+    /// address does not resolve: it could not receive it anyway).
+    Reset { since: Instant },
 }
 
 /// A slot's state in one word, as `/status` shows it.
@@ -120,7 +134,7 @@ impl SlotState {
             State::Head { .. } => SlotState::Head,
             State::Body { .. } => SlotState::Body,
             State::Send { .. } => SlotState::Send,
-            State::Close { .. } | State::Reset => SlotState::Close,
+            State::Close { .. } | State::Reset { .. } => SlotState::Close,
         }
     }
 
@@ -200,7 +214,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             let _ = handles.push(sockets.add(socket));
         }
         Ok(Server {
-            slots: core::array::from_fn(|i| Slot::new(i, handles[i])),
+            slots: core::array::from_fn(|i| Slot::new(i, handles[i], config.port)),
             router,
             config,
             stats: Stats::default(),
@@ -267,8 +281,9 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             let mut rearmed = false;
             for slot in &mut self.slots {
                 let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
-                rearmed |= slot.after_egress(socket, self.config.port);
+                rearmed |= slot.after_egress(socket, self.config.port, now);
             }
+            self.renew(sockets);
             if !rearmed || device.waiting() == 0 {
                 break;
             }
@@ -314,6 +329,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
                 }
             }
             busy |= self.service(now, device.waiting(), sockets);
+            self.renew(sockets);
             let listening = self
                 .slots
                 .iter()
@@ -326,25 +342,26 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
     }
 
     /// Services every slot once. With `waiting` clients and no slot free for them, slots make
-    /// room first, one per waiting client: an idle keep-alive connection, then the oldest slow
-    /// request head, then the slowest reader under `Config::min_rate`.
+    /// room first, one per waiting client, in the order of [`slot::Evict`]: a half-open
+    /// handshake, an open stream, an idle keep-alive connection, the oldest slow request head,
+    /// the slowest request body under `Config::min_rate`, then the slowest reader under it.
     fn service(&mut self, now: Instant, waiting: usize, sockets: &mut SocketSet<'_>) -> bool {
         let started = *self.started.get_or_insert(now);
         let infos: [SlotInfo; N] = core::array::from_fn(|i| self.slots[i].info());
-        // Slots that listen or are closing will take a waiting client without anyone leaving.
+        // Slots that will take a waiting client without anyone leaving: listening ones, and
+        // ones about to listen that wait on nothing from their peer. A slot that waits on the
+        // peer (an ACK of its FIN, an address that must resolve) is not counted.
         let coming_free = self
             .slots
             .iter()
-            .filter(|s| {
-                matches!(s.state, State::Close { .. } | State::Reset)
-                    || sockets.get::<tcp::Socket>(s.handle).is_listening()
-            })
+            .filter(|s| s.coming_free(now, sockets.get::<tcp::Socket>(s.handle)))
             .count();
         let mut room = waiting.saturating_sub(coming_free);
         let mut victims = heapless::Vec::<(slot::Evict, u64, usize), N>::new();
         if room > 0 {
             for (i, s) in self.slots.iter().enumerate() {
-                if let Some((why, key)) = s.eviction(now, &self.config) {
+                let socket = sockets.get::<tcp::Socket>(s.handle);
+                if let Some((why, key)) = s.eviction(now, &self.config, socket) {
                     let _ = victims.push((why, key, i));
                 }
             }
@@ -387,6 +404,18 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             }
         }
         changed
+    }
+
+    /// Re-adds the sockets of slots that let go of an unreachable peer, with fresh metadata:
+    /// smoltcp keeps "waiting for this neighbour" per socket, and a new connection on the
+    /// same socket would wait out the old peer's ARP silence (up to a second) before its
+    /// SYN-ACK could leave.
+    fn renew(&mut self, sockets: &mut SocketSet<'_>) {
+        for slot in self.slots.iter_mut().filter(|s| s.renew) {
+            let socket = sockets.remove(slot.handle);
+            slot.handle = sockets.add(socket);
+            slot.renew = false;
+        }
     }
 
     /// When to call [`Server::poll`] next at the latest (None: only when a frame arrives).

@@ -11,7 +11,7 @@ use smoltcp::wire::IpEndpoint;
 use super::log::{LogLine, PeerDisplay};
 use super::respond::{self, Answer, Outcome};
 use super::{SlotInfo, State, Stats};
-use crate::config::{Config, MAX_HEADERS, RATE_WINDOW};
+use crate::config::{Config, MAX_HEADERS, RATE_WINDOW, RESET_GIVE_UP};
 use crate::handler::{Body, Context, Reply, Router, Token};
 use crate::http::{self, Method, Parse, Request, Status, Version};
 use crate::json::Window;
@@ -19,8 +19,12 @@ use crate::json::Window;
 /// While clients wait, a keep-alive connection idle this long is closed to make room. (A
 /// client reusing its connection sends its next request well within it.)
 const IDLE_GRACE: Duration = Duration::from_millis(200);
-/// While clients wait, a request head (or a new connection's silence) this old makes room.
+/// While clients wait, a request head (or a new connection's silence) this old makes room, and
+/// so does a request body this old arriving slower than `Config::min_rate`.
 const HEAD_GRACE: Duration = Duration::from_millis(500);
+/// While clients wait, a handshake not completed this long after its SYN makes room. A real
+/// client's ACK follows the SYN-ACK within a round trip.
+const HALF_OPEN_GRACE: Duration = Duration::from_millis(200);
 /// Steps one slot takes per poll at most; a slot cut short asks to be polled again at once.
 const MAX_STEPS: usize = 32;
 
@@ -92,6 +96,12 @@ impl<'c> Cx<'c, '_> {
 pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
     index: usize,
     pub(crate) handle: SocketHandle,
+    /// The port the socket listens on.
+    port: u16,
+    /// The socket was let go while smoltcp waited for its peer's address to resolve: the
+    /// server re-adds it to the socket set, so the next connection on it does not wait out
+    /// that address's ARP silence (smoltcp keeps it per socket, across `listen`).
+    pub(crate) renew: bool,
     pub(crate) state: State,
     /// Request bytes read and not yet consumed.
     buf: heapless::Vec<u8, REQ>,
@@ -119,21 +129,29 @@ pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
 /// Why a slot makes room for a waiting client, in the order slots are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Evict {
+    /// A half-open handshake (SYN received, no ACK): dropped without a word, nothing to flush
+    /// (a spoofed or vanished peer; a real one that ACKs later gets a RST).
+    HalfOpen,
     /// An open stream: closed cleanly, between events (its client reconnects and resumes).
     Stream,
     /// A keep-alive connection between requests: closed cleanly.
     Idle,
     /// A request head not complete (or not begun) after a grace time: 408, then closed.
     Head,
-    /// A response read slower than `Config::min_rate`: aborted.
+    /// A request body arriving slower than `Config::min_rate` after a grace time: 408.
+    Body,
+    /// A response read slower than `Config::min_rate`, or a closing connection whose peer
+    /// has gone silent: aborted.
     Slow,
 }
 
 impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
-    pub(crate) fn new(index: usize, handle: SocketHandle) -> Self {
+    pub(crate) fn new(index: usize, handle: SocketHandle, port: u16) -> Self {
         Slot {
             index,
             handle,
+            port,
+            renew: false,
             state: State::Listen,
             buf: heapless::Vec::new(),
             out: heapless::Vec::new(),
@@ -152,9 +170,17 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
 
     /// Whether this slot would make room for a waiting client, and its place in the queue of
     /// candidates of its kind (smaller goes first: the oldest head, the slowest reader).
-    pub(crate) fn eviction(&self, now: Instant, config: &Config) -> Option<(Evict, u64)> {
+    pub(crate) fn eviction(
+        &self,
+        now: Instant,
+        config: &Config,
+        socket: &tcp::Socket,
+    ) -> Option<(Evict, u64)> {
         let age = |t: Instant| (now - t).total_millis();
         match self.state {
+            State::Head { idle_since, .. } if socket.state() == tcp::State::SynReceived => (now
+                >= idle_since + HALF_OPEN_GRACE)
+                .then(|| (Evict::HalfOpen, u64::MAX - age(idle_since))),
             // A client reusing its connection sends its next request well within the grace.
             State::Head {
                 first_byte: None,
@@ -169,12 +195,42 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 let since = first_byte.unwrap_or(idle_since);
                 (now >= since + HEAD_GRACE).then(|| (Evict::Head, u64::MAX - age(since)))
             }
+            State::Body { started, had, .. } if now >= started + HEAD_GRACE => {
+                let got = self.buf.len().saturating_sub(had) as u64;
+                let rate = got * 1000 / age(started).max(1);
+                (rate < u64::from(config.min_rate)).then_some((Evict::Body, rate))
+            }
             State::Send { .. } if self.is_streaming() => Some((Evict::Stream, 0)),
             State::Send { .. } => self
                 .rate
                 .filter(|&r| r < config.min_rate)
                 .map(|r| (Evict::Slow, u64::from(r))),
+            State::Close { .. } if self.stalled(now, socket) => Some((Evict::Slow, 0)),
             _ => None,
+        }
+    }
+
+    /// A closing connection whose peer has acknowledged nothing for a rate window: it waits on
+    /// a peer that may be gone.
+    fn stalled(&self, now: Instant, socket: &tcp::Socket) -> bool {
+        matches!(self.state, State::Close { progress, .. } if now >= progress + RATE_WINDOW)
+            && matches!(
+                socket.state(),
+                tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
+            )
+    }
+
+    /// Whether the slot will take a waiting client without anyone being evicted: it listens,
+    /// its RST leaves with this poll's egress, or it closes without waiting on its peer.
+    pub(crate) fn coming_free(&self, now: Instant, socket: &tcp::Socket) -> bool {
+        match self.state {
+            _ if socket.is_listening() => true,
+            State::Reset { since } => since == now,
+            State::Close { .. } => {
+                matches!(socket.state(), tcp::State::TimeWait | tcp::State::FinWait2)
+                    || !self.stalled(now, socket)
+            }
+            _ => false,
         }
     }
 
@@ -190,13 +246,19 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             "{}: {} closed for a waiting client",
             self.peer(),
             match why {
+                Evict::HalfOpen => "half-open handshake",
                 Evict::Stream => "open stream",
                 Evict::Idle => "idle keep-alive connection",
                 Evict::Head => "slow request head",
+                Evict::Body => "slow request body",
                 Evict::Slow => "slow reader",
             }
         );
         match why {
+            Evict::HalfOpen => {
+                cx.stats.evicted_half_open += 1;
+                self.drop_half_open(socket, cx.config.port);
+            }
             Evict::Stream => {
                 cx.stats.evicted_stream += 1;
                 self.log
@@ -215,10 +277,14 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     self.reject(socket, cx, Status::RequestTimeout);
                 }
             }
+            Evict::Body => {
+                cx.stats.evicted_body += 1;
+                self.reject(socket, cx, Status::RequestTimeout);
+            }
             Evict::Slow => {
                 cx.stats.evicted_slow += 1;
                 self.log.finish(self.peer, now, "evicted: slow reader");
-                self.relisten(socket, cx.config.port);
+                self.relisten(socket, cx.config.port, now);
             }
         }
         // Look again on the very next poll, once the FIN (or the 408) has gone out.
@@ -253,14 +319,17 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         }
         match self.state {
             State::Listen => None,
-            // Listen again on the very next poll, once the RST has gone out.
-            State::Reset => Some(Instant::ZERO),
+            // The RST normally leaves with the egress of the poll that aborted; the slot is
+            // looked at again when it is time to give up on it.
+            State::Reset { since } => Some(since + RESET_GIVE_UP),
             State::Head {
                 first_byte: Some(t),
                 ..
             } => Some(t + config.head_timeout),
             State::Head { idle_since, .. } => Some(idle_since + config.idle_timeout),
-            State::Body { last_read, .. } => Some(last_read + config.body_timeout),
+            State::Body {
+                last_read, started, ..
+            } => Some((last_read + config.body_timeout).min(started + config.body_deadline)),
             // A stream wakes for its heartbeat; pending bytes meet the send deadline then.
             State::Send { .. } if self.is_streaming() => match self.body {
                 Sending::Stream { last, .. } => Some(last + config.stream_heartbeat),
@@ -283,12 +352,25 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     }
 
     /// Frees the slot: aborts the connection (its client gets a RST) and listens again.
-    fn relisten(&mut self, socket: &mut tcp::Socket, port: u16) {
+    fn relisten(&mut self, socket: &mut tcp::Socket, port: u16, now: Instant) {
         if socket.is_open() && socket.state() != tcp::State::Listen {
             socket.abort();
         }
         self.forget();
-        self.rearm(socket, port);
+        self.rearm(socket, port, now);
+    }
+
+    /// Drops a half-open handshake without a RST (there is no connection to tell, and the peer
+    /// may not even exist): the socket forgets it and listens again at once.
+    fn drop_half_open(&mut self, socket: &mut tcp::Socket, port: u16) {
+        log::debug!("{}: half-open handshake dropped", self.peer());
+        socket.abort();
+        // Cannot fail: the socket is closed and Config::validate rejected port 0. Listening
+        // forgets the connection before a RST is sent.
+        let _ = socket.listen(port);
+        self.forget();
+        self.renew = true;
+        self.set_state(State::Listen);
     }
 
     /// Frees the slot of a connection whose peer has acknowledged our FIN, and so every byte
@@ -316,24 +398,47 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     /// Listens again, unless the socket still has a RST to send: `listen()` would forget the
     /// connection before the RST went out, and a client that only reads (a stream listener)
     /// would wait forever on a connection nobody holds. Then the slot waits in `Reset` for
-    /// the next egress.
-    fn rearm(&mut self, socket: &mut tcp::Socket, port: u16) {
-        if socket.state() == tcp::State::Closed && socket.remote_endpoint().is_some() {
-            self.set_state(State::Reset);
-        } else {
-            // Cannot fail: the socket is closed (or in TIME-WAIT, which listen() resets) and
-            // Config::validate rejected port 0.
-            let _ = socket.listen(port);
-            self.set_state(State::Listen);
+    /// the next egress, or [`RESET_GIVE_UP`] when the RST cannot go out (the peer's address
+    /// does not resolve, so it could not receive it).
+    fn rearm(&mut self, socket: &mut tcp::Socket, port: u16, now: Instant) {
+        let rst_pending =
+            socket.state() == tcp::State::Closed && socket.remote_endpoint().is_some();
+        let since = match self.state {
+            State::Reset { since } => since,
+            _ => now,
+        };
+        if rst_pending && now < since + RESET_GIVE_UP {
+            if self.state != (State::Reset { since }) {
+                self.set_state(State::Reset { since });
+            }
+            return;
         }
+        if rst_pending {
+            self.renew = true;
+            log::debug!(
+                "slot {}: its RST could not be sent within {} ms (unreachable peer); listening again",
+                self.index,
+                RESET_GIVE_UP.total_millis()
+            );
+        }
+        // Cannot fail: the socket is closed (or in TIME-WAIT, which listen() resets) and
+        // Config::validate rejected port 0.
+        let _ = socket.listen(port);
+        self.set_state(State::Listen);
     }
 
-    /// After an egress: a reset slot's RST is out, so it listens again (then true).
-    pub(crate) fn after_egress(&mut self, socket: &mut tcp::Socket, port: u16) -> bool {
-        if self.state != State::Reset {
+    /// After an egress: a reset slot's RST is out (or it waited long enough), so it listens
+    /// again (then true).
+    pub(crate) fn after_egress(
+        &mut self,
+        socket: &mut tcp::Socket,
+        port: u16,
+        now: Instant,
+    ) -> bool {
+        if !matches!(self.state, State::Reset { .. }) {
             return false;
         }
-        self.rearm(socket, port);
+        self.rearm(socket, port, now);
         self.state == State::Listen
     }
 
@@ -360,7 +465,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         let now = cx.now;
         let config = cx.config;
         match self.state {
-            State::Reset => self.rearm(socket, config.port),
+            State::Reset { .. } => self.rearm(socket, config.port, now),
             // A listening socket that left LISTEN got a SYN: a new connection.
             State::Listen => {
                 if socket.state() == tcp::State::Listen {
@@ -375,7 +480,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     });
                     return Step::Again;
                 }
-                self.relisten(socket, config.port);
+                self.relisten(socket, config.port, now);
             }
             // Reading a head: fill the buffer, then parse and answer, or wait.
             State::Head {
@@ -383,7 +488,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 idle_since,
             } => {
                 if !socket.is_active() {
-                    self.relisten(socket, config.port);
+                    self.relisten(socket, config.port, now);
                     return Step::Wait(true);
                 }
                 let read = self.fill(socket);
@@ -419,13 +524,21 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 return self.handle(socket, cx, before);
             }
             // Waiting for the rest of a request body.
-            State::Body { last_read } => {
+            State::Body {
+                last_read,
+                started,
+                had,
+            } => {
                 if !socket.is_active() {
-                    self.relisten(socket, config.port);
+                    self.relisten(socket, config.port, now);
                     return Step::Wait(true);
                 }
                 if self.fill(socket) > 0 {
-                    self.set_state(State::Body { last_read: now });
+                    self.set_state(State::Body {
+                        last_read: now,
+                        started,
+                        had,
+                    });
                 } else if now >= last_read + config.body_timeout {
                     cx.stats.timeouts += 1;
                     self.reject(socket, cx, Status::RequestTimeout);
@@ -441,7 +554,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 if !socket.may_send() {
                     // The peer reset or closed its receive side.
                     self.log.finish(self.peer, now, "aborted by peer");
-                    self.relisten(socket, config.port);
+                    self.relisten(socket, config.port, now);
                     return Step::Wait(true);
                 }
                 if self.is_streaming() && peer_closed(socket) {
@@ -455,7 +568,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     Err(Stale) => {
                         log::debug!("{}: rendered body outrun by its data, aborted", self.peer());
                         self.log.finish(self.peer, now, "aborted");
-                        self.relisten(socket, config.port);
+                        self.relisten(socket, config.port, now);
                         return Step::Wait(true);
                     }
                 };
@@ -488,12 +601,12 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 {
                     cx.stats.timeouts += 1;
                     self.log.finish(self.peer, now, "send timeout");
-                    self.relisten(socket, config.port);
+                    self.relisten(socket, config.port, now);
                 } else if self.render_stuck(socket) {
                     log::error!("{}: handler rendered less than its length", self.peer());
                     cx.stats.server_errors += 1;
                     self.log.finish(self.peer, now, "aborted: short body");
-                    self.relisten(socket, config.port);
+                    self.relisten(socket, config.port, now);
                 }
             }
             // Closing: drain input, free the slot once the peer has the FIN (or gave up).
@@ -515,7 +628,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                         self.release(socket, config.port);
                     }
                     tcp::State::Closed | tcp::State::Listen => {
-                        self.relisten(socket, config.port);
+                        self.relisten(socket, config.port, now);
                     }
                     // A client waits: our FIN is acknowledged (so is every byte before it), so
                     // the slot is freed at once, without waiting for the peer's close.
@@ -533,7 +646,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     _ if now >= progress + config.send_timeout => {
                         cx.stats.timeouts += 1;
                         log::debug!("{}: close made no progress, aborted", self.peer());
-                        self.relisten(socket, config.port);
+                        self.relisten(socket, config.port, now);
                     }
                     _ => {}
                 }
@@ -568,8 +681,20 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 return Step::Wait(true);
             }
             Outcome::NeedBody => {
-                if !matches!(self.state, State::Body { .. }) {
-                    self.set_state(State::Body { last_read: now });
+                match self.state {
+                    // Judged after reading: a body complete by now is answered, late or not.
+                    State::Body { started, .. } if now >= started + cx.config.body_deadline => {
+                        cx.stats.timeouts += 1;
+                        log::debug!("{}: request body not complete in time", self.peer());
+                        self.reject(socket, cx, Status::RequestTimeout);
+                        return Step::Wait(true);
+                    }
+                    State::Body { .. } => {}
+                    _ => self.set_state(State::Body {
+                        last_read: now,
+                        started: now,
+                        had: self.buf.len(),
+                    }),
                 }
                 return Step::Wait(self.state != before);
             }
@@ -715,8 +840,13 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             }
     }
 
-    /// Starts closing: FIN after what is queued.
+    /// Starts closing: FIN after what is queued. A handshake that never completed has nothing
+    /// to flush and is dropped at once.
     fn close(&mut self, socket: &mut tcp::Socket, now: Instant) {
+        if socket.state() == tcp::State::SynReceived {
+            self.drop_half_open(socket, self.port);
+            return;
+        }
         socket.close();
         self.set_state(State::Close {
             progress: now,

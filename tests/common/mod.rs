@@ -36,6 +36,8 @@ struct Queues {
     chaos: Chaos,
     /// TCP segments with RST sent towards the client.
     resets_to_client: u32,
+    /// The client host is gone: frames towards it vanish and it sends nothing.
+    client_gone: bool,
 }
 
 /// Percentages of frames the wire delivers out of order or twice, from a seeded xorshift.
@@ -78,6 +80,10 @@ impl Queues {
     fn deliver(&mut self, to: usize, frame: Vec<u8>) {
         if to == 1 && is_rst(&frame) {
             self.resets_to_client += 1;
+        }
+        if to == 1 && self.client_gone {
+            self.pool.push(frame);
+            return;
         }
         if self.chaos.roll(self.chaos.duplicate_pct) {
             let mut copy = self.pool.pop().unwrap_or_default();
@@ -177,8 +183,9 @@ pub struct Conn {
     /// Bytes to send.
     request: Vec<u8>,
     sent: usize,
-    /// With a gap, one byte is sent each `gap`.
+    /// With a gap, one byte is sent each `gap` (after the first `gap_after` bytes).
     gap: Option<Duration>,
+    gap_after: usize,
     next_send: Instant,
     /// Close our side after this many complete responses (None: wait for the server to close).
     close_after: Option<usize>,
@@ -205,6 +212,8 @@ pub struct Conn {
 #[derive(Clone, Copy, Default)]
 pub struct Opts {
     pub gap: Option<Duration>,
+    /// Bytes sent at once before the gap applies (a head sent whole, a body trickled).
+    pub gap_after: usize,
     /// Never read: the receive window fills and stays shut.
     pub no_read: bool,
     /// Send the request this many more times on the same connection, each once the previous
@@ -304,6 +313,7 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
             pool: (0..POOL).map(|_| Vec::with_capacity(MTU + 14)).collect(),
             chaos: Chaos::default(),
             resets_to_client: 0,
+            client_gone: false,
         }));
         let mut server_dev = FaultInjector::new(
             End {
@@ -387,6 +397,7 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
             request: request.to_vec(),
             sent: 0,
             gap: opts.gap,
+            gap_after: opts.gap_after,
             next_send: self.now,
             close_after: opts.close_after,
             no_read: opts.no_read,
@@ -423,6 +434,9 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
         if let Some(f) = self.around_server {
             f(false);
         }
+        if self.q.borrow().client_gone {
+            return;
+        }
         self.client
             .poll(self.now, &mut self.client_dev, &mut self.client_sockets);
         let now = self.now;
@@ -436,7 +450,8 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
             }
             if s.can_send() && c.sent < c.request.len() && now >= c.next_send {
                 let end = match c.gap {
-                    Some(_) => c.sent + 1,
+                    Some(_) if c.sent >= c.gap_after => c.sent + 1,
+                    Some(_) => c.gap_after.min(c.request.len()),
                     None => c.request.len(),
                 };
                 c.sent += s.send_slice(&c.request[c.sent..end]).unwrap_or(0);
@@ -506,6 +521,9 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
         let mut at = self
             .server
             .poll_at(self.now, &mut self.server_iface, &self.server_sockets);
+        if self.q.borrow().client_gone {
+            return at;
+        }
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 at = Some(at.map_or(t, |a: Instant| a.min(t)));
@@ -653,6 +671,51 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
             .collect()
     }
 
+    /// Queues a raw Ethernet frame towards the server, as if from the wire.
+    pub fn inject(&mut self, frame: Vec<u8>) {
+        self.q.borrow_mut().frames[0].push_back(frame);
+    }
+
+    /// The client host leaves the network at once: it sends nothing more, frames towards it
+    /// vanish, and it answers no ARP.
+    pub fn vanish_client(&mut self) {
+        self.q.borrow_mut().client_gone = true;
+    }
+
+    /// What the server asks its caller for: how long it may sleep now.
+    pub fn server_poll_delay(&mut self) -> Option<Duration> {
+        self.server
+            .poll_delay(self.now, &mut self.server_iface, &self.server_sockets)
+    }
+
+    /// Runs the server alone (the client is gone or idle) for `d` of simulated time, jumping
+    /// from one `poll_at` to the next; panics if it asks to be polled again at the same time
+    /// more than `spins` times in a row (a busy loop).
+    pub fn run_server_for(&mut self, d: Duration, spins: u32) {
+        let deadline = self.now + d;
+        let mut same = 0;
+        for _ in 0..1_000_000 {
+            self.step();
+            let next = match self.next_time() {
+                Some(t) if t <= deadline => t.max(self.now),
+                _ => break,
+            };
+            if next == self.now && !self.pending_frames() {
+                same += 1;
+                assert!(
+                    same <= spins,
+                    "the server asks to be polled again and again at {}",
+                    self.now
+                );
+            } else {
+                same = 0;
+            }
+            self.now = next;
+        }
+        self.now = deadline;
+        self.step();
+    }
+
     /// Slots in Listen state.
     pub fn free_slots(&self) -> usize {
         self.server
@@ -661,6 +724,56 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
             .filter(|s| **s == smolhttpd::server::State::Listen)
             .count()
     }
+}
+
+/// A TCP SYN to the server's port 80 from `ip:port` (Ethernet source `mac`), with an MSS
+/// option and valid checksums: a client, or a spoofed one.
+pub fn syn_frame(ip: Ipv4Address, port: u16, mac: [u8; 6], seq: u32) -> Vec<u8> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    };
+    let tcp = TcpRepr {
+        src_port: port,
+        dst_port: 80,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: None,
+        window_len: 64240,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip_repr = Ipv4Repr {
+        src_addr: ip,
+        dst_addr: SERVER_IP,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(mac),
+        dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut frame = vec![0u8; 14 + ip_repr.buffer_len() + tcp.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    ip_repr.emit(&mut p, &caps);
+    let mut t = TcpPacket::new_unchecked(p.payload_mut());
+    tcp.emit(
+        &mut t,
+        &IpAddress::Ipv4(ip),
+        &IpAddress::Ipv4(SERVER_IP),
+        &caps,
+    );
+    frame
 }
 
 /// The bytes of `GET path` over HTTP/1.1 with `Connection: close`.
