@@ -44,7 +44,7 @@ impl Handler for Echo {
             .map_err(|_| Error("body larger than the request buffer"))?;
         let body = Body::Rendered {
             len: copy.len(),
-            token: [cx.slot as u32, 0, 0, 0],
+            token: [cx.slot as u64, 0, 0, 0],
         };
         Ok(Reply::new(Status::Ok, "application/octet-stream", body))
     }

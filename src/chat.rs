@@ -25,7 +25,7 @@ pub const ANONYMOUS: &str = "anon";
 /// One message.
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub id: u32,
+    pub id: u64,
     pub name: heapless::String<MAX_NAME>,
     pub text: heapless::String<MAX_TEXT>,
 }
@@ -66,9 +66,9 @@ fn put_event(
 }
 
 /// Writes a number in decimal.
-fn put_number(sink: &mut (impl Sink + ?Sized), n: u32) -> Result<(), Full> {
+fn put_number(sink: &mut (impl Sink + ?Sized), n: u64) -> Result<(), Full> {
     let mut num = heapless::String::<12>::new();
-    // Cannot fail: a u32 has at most 10 digits.
+    // Cannot fail: a u64 has at most 20 digits.
     let _ = write!(num, "{n}");
     sink.put(num.as_bytes())
 }
@@ -95,7 +95,7 @@ impl core::fmt::Display for PostError {
 #[derive(Debug, Default)]
 pub struct Chat<const M: usize = MESSAGES> {
     ring: heapless::Deque<Message, M>,
-    last_id: u32,
+    last_id: u64,
 }
 
 impl<const M: usize> Chat<M> {
@@ -108,19 +108,20 @@ impl<const M: usize> Chat<M> {
     }
 
     /// Decodes a form body and appends the message; returns its id.
-    pub fn post(&mut self, form: &[u8]) -> Result<u32, PostError> {
+    pub fn post(&mut self, form: &[u8]) -> Result<u64, PostError> {
         let (name, text) = decode_form(form)?;
         self.push(&name, &text)
     }
 
     /// Appends a message, dropping the oldest when full; returns its id.
-    pub fn push(&mut self, name: &str, text: &str) -> Result<u32, PostError> {
+    pub fn push(&mut self, name: &str, text: &str) -> Result<u64, PostError> {
         if text.is_empty() {
             return Err(PostError::Invalid);
         }
         let name = if name.is_empty() { ANONYMOUS } else { name };
         let mut msg = Message {
-            id: self.last_id + 1,
+            // 64 bits: at a million posts a second, 584,000 years before it would saturate.
+            id: self.last_id.saturating_add(1),
             name: heapless::String::new(),
             text: heapless::String::new(),
         };
@@ -136,17 +137,29 @@ impl<const M: usize> Chat<M> {
     }
 
     /// The id of the newest message (0 when none was ever posted).
-    pub fn last_id(&self) -> u32 {
+    pub fn last_id(&self) -> u64 {
         self.last_id
     }
 
     /// The id of the oldest message kept.
-    pub fn oldest_id(&self) -> Option<u32> {
+    pub fn oldest_id(&self) -> Option<u64> {
         self.ring.front().map(|m| m.id)
     }
 
+    /// Where a client that has seen every message up to `since` resumes: `since` itself, or 0
+    /// when `since` is newer than any message this chat ever had (the client talked to an
+    /// earlier run of the server, whose ids this one has not reached: it gets every message
+    /// kept, oldest first).
+    pub fn resume_point(&self, since: u64) -> u64 {
+        if since > self.last_id {
+            0
+        } else {
+            since
+        }
+    }
+
     /// Messages with `since < id <= upto`, oldest first.
-    pub fn range(&self, since: u32, upto: u32) -> impl Iterator<Item = &Message> {
+    pub fn range(&self, since: u64, upto: u64) -> impl Iterator<Item = &Message> {
         self.ring
             .iter()
             .filter(move |m| m.id > since && m.id <= upto)
@@ -158,15 +171,17 @@ impl<const M: usize> Chat<M> {
 /// dropped from the ring, which [`ChatReply::still_valid`] tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChatReply {
-    pub since: u32,
-    pub upto: u32,
+    pub since: u64,
+    pub upto: u64,
     /// The first id the reply holds (ids below it were already gone).
-    pub first: u32,
+    pub first: u64,
 }
 
 impl ChatReply {
-    /// The reply to `since` as the chat stands now.
-    pub fn new<const M: usize>(chat: &Chat<M>, since: u32) -> ChatReply {
+    /// The reply to `since` as the chat stands now (an id from the future resumes from the
+    /// oldest message kept: see [`Chat::resume_point`]).
+    pub fn new<const M: usize>(chat: &Chat<M>, since: u64) -> ChatReply {
+        let since = chat.resume_point(since);
         let upto = chat.last_id();
         let first = chat
             .oldest_id()
@@ -186,7 +201,7 @@ impl ChatReply {
         sink: &mut (impl Sink + ?Sized),
     ) -> Result<(), Full> {
         let mut num = heapless::String::<24>::new();
-        // Cannot fail: a u32 fits in 24 bytes.
+        // Cannot fail: a u64 fits in 24 bytes.
         let next = self.upto;
         let _ = write!(num, "{next}");
         sink.put(b"{\"next\":")?;
@@ -273,9 +288,9 @@ pub struct ChatRoom<const M: usize = MESSAGES> {
 }
 
 /// Token kinds of the room's rendered bodies.
-const LIST: u32 = 0;
-const CREATED: u32 = 1;
-const STREAM: u32 = 2;
+const LIST: u64 = 0;
+const CREATED: u64 = 1;
+const STREAM: u64 = 2;
 /// The stream's first lines: how long the browser waits before it reconnects.
 const RETRY: &[u8] = b"retry: 2000\n\n";
 /// The stream's keep-alive, an SSE comment.
@@ -293,11 +308,11 @@ impl<const M: usize> ChatRoom<M> {
     }
 
     /// Posts a message as if by `POST /chat`; returns its id.
-    pub fn push(&mut self, name: &str, text: &str) -> Result<u32, PostError> {
+    pub fn push(&mut self, name: &str, text: &str) -> Result<u64, PostError> {
         self.chat.push(name, text)
     }
 
-    fn created(id: u32, out: &mut (impl Sink + ?Sized)) -> Result<(), Full> {
+    fn created(id: u64, out: &mut (impl Sink + ?Sized)) -> Result<(), Full> {
         out.put(b"{\"id\":")?;
         put_number(out, id)?;
         out.put(b"}\n")
@@ -306,13 +321,13 @@ impl<const M: usize> ChatRoom<M> {
     /// `GET /chat/events`: the stream from the resume point (`Last-Event-ID`, else `?since`,
     /// else 0).
     fn events(&self, req: &Request<'_>) -> Reply {
-        let last = req
-            .header("last-event-id")
-            .and_then(crate::http::number)
-            .and_then(|n| u32::try_from(n).ok());
+        let last = req.header("last-event-id").and_then(crate::http::number);
         let Some(since) = last.or_else(|| parse_since(req.query)) else {
             return Reply::error(Status::BadRequest);
         };
+        // A listener back from an earlier run of the server: every kept message, after a gap
+        // event when older ones are gone.
+        let since = self.chat.resume_point(since);
         Reply::new(
             Status::Ok,
             "text/event-stream",
@@ -417,7 +432,7 @@ impl<const M: usize> Handler for ChatRoom<M> {
             }
             token[1] = oldest - 1;
         }
-        for m in self.chat.range(token[1], u32::MAX) {
+        for m in self.chat.range(token[1], u64::MAX) {
             let event = |s: &mut dyn Sink| {
                 s.put(b"id: ")?;
                 put_number(s, m.id)?;
@@ -445,12 +460,12 @@ impl<const M: usize> Handler for ChatRoom<M> {
 }
 
 /// Parses the query of `GET /chat`: `since=N` (absent: 0). Anything else is ignored.
-pub fn parse_since(query: Option<&str>) -> Option<u32> {
+pub fn parse_since(query: Option<&str>) -> Option<u64> {
     let Some(q) = query else { return Some(0) };
     let mut since = 0;
     for pair in q.split('&') {
         if let Some(v) = pair.strip_prefix("since=") {
-            since = u32::try_from(crate::http::number(v.as_bytes())?).ok()?;
+            since = crate::http::number(v.as_bytes())?;
         }
     }
     Some(since)
@@ -471,7 +486,7 @@ mod tests {
         }
     }
 
-    fn json(chat: &Chat, since: u32) -> String {
+    fn json(chat: &Chat, since: u64) -> String {
         let mut c = Collect(Vec::new());
         ChatReply::new(chat, since).write(chat, &mut c).unwrap();
         String::from_utf8(c.0).unwrap()
@@ -512,7 +527,7 @@ mod tests {
         for i in 1..=69 {
             assert_eq!(chat.push("n", &std::format!("m{i}")).unwrap(), i);
         }
-        let ids: Vec<u32> = chat.range(0, 69).map(|m| m.id).collect();
+        let ids: Vec<u64> = chat.range(0, 69).map(|m| m.id).collect();
         assert_eq!(ids, (6..=69).collect::<Vec<_>>());
         assert!(json(&chat, 68).contains("\"next\":69"));
         assert_eq!(json(&chat, 69), "{\"next\":69,\"messages\":[]}\n");
@@ -550,6 +565,58 @@ mod tests {
         assert_eq!(parse_since(Some("x=1&since=3")), Some(3));
         assert_eq!(parse_since(Some("since=-1")), None);
         assert_eq!(parse_since(Some("since=")), None);
-        assert_eq!(parse_since(Some("since=99999999999")), None);
+        assert_eq!(parse_since(Some("since=99999999999")), Some(99_999_999_999));
+        assert_eq!(parse_since(Some("since=18446744073709551616")), None);
+    }
+
+    /// The stream's bytes for a listener resuming from `since`, in one go.
+    fn stream_from(room: &ChatRoom, since: u64) -> String {
+        let mut token = [STREAM, since, 0, 0];
+        let mut out = [0u8; 4096];
+        let n = room.stream(&mut token, &mut out, false);
+        String::from_utf8(out[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn ids_go_past_u32_and_are_never_reused() {
+        let mut chat: Chat = Chat::new();
+        // As if 2^32 - 1 messages had been posted (a debug build panicked on the next one, a
+        // release build wrapped to 0 and reused ids).
+        chat.last_id = u64::from(u32::MAX);
+        assert_eq!(chat.push("a", "x").unwrap(), 1 << 32);
+        assert_eq!(chat.push("a", "y").unwrap(), (1 << 32) + 1);
+        assert!(json(&chat, u64::from(u32::MAX)).starts_with("{\"next\":4294967297,"));
+        assert!(json(&chat, u64::from(u32::MAX)).contains("\"id\":4294967296,"));
+    }
+
+    #[test]
+    fn an_id_from_the_future_is_a_restarted_server() {
+        // A client that saw ids up to 500 from an earlier run; this run has three messages.
+        let mut room: ChatRoom = ChatRoom::new();
+        for t in ["one", "two", "three"] {
+            room.push("ana", t).unwrap();
+        }
+        let since_500 = json(&room.chat, 500);
+        assert!(since_500.starts_with("{\"next\":3,"), "{since_500}");
+        assert!(since_500.contains("\"text\":\"one\"") && since_500.contains("\"text\":\"three\""));
+        // The stream, resumed with Last-Event-ID 500, sends all three.
+        let since = room.chat.resume_point(500);
+        let s = stream_from(&room, since);
+        assert_eq!(s.matches("id: ").count(), 3, "{s}");
+        assert!(s.contains("id: 1\n") && s.contains("id: 3\n"));
+        // An id from this run still resumes after it.
+        assert_eq!(room.chat.resume_point(2), 2);
+        // With older messages gone, the restart begins with a gap event.
+        let mut room: ChatRoom<4> = ChatRoom::new();
+        for i in 0..6 {
+            room.push("b", &std::format!("m{i}")).unwrap();
+        }
+        let since = room.chat.resume_point(99);
+        let mut token = [STREAM, since, 0, 0];
+        let mut out = [0u8; 4096];
+        let n = room.stream(&mut token, &mut out, false);
+        let s = core::str::from_utf8(&out[..n]).unwrap();
+        assert!(s.contains("event: gap\ndata: {\"from\":1,\"to\":2}"), "{s}");
+        assert!(s.contains("id: 3\n") && s.contains("id: 6\n"), "{s}");
     }
 }

@@ -25,7 +25,7 @@ use crate::server::{SlotInfo, Stats};
 
 /// What a rendered body is rendered from: a handler's own small note (ids, an index into its
 /// own storage). The server keeps it with the slot and hands it back on each send.
-pub type Token = [u32; 4];
+pub type Token = [u64; 4];
 
 /// The body of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -64,7 +64,7 @@ impl<const N: usize> Handler for StatusPage<N> {
         snap.uptime_ms = cx.uptime.total_millis();
         let mut c = Counter(0);
         let _ = snap.write(&mut c);
-        let token = [cx.slot as u32, 0, 0, 0];
+        let token = [cx.slot as u64, 0, 0, 0];
         Ok(Reply::json(Status::Ok, Body::Rendered { len: c.0, token }))
     }
 

@@ -10,7 +10,7 @@ use smolhttpd::Config;
 use smoltcp::time::Duration;
 
 /// One parsed event: (event type, id, data).
-type Event = (String, Option<u32>, String);
+type Event = (String, Option<u64>, String);
 
 /// The events of a stream's raw bytes (after its head).
 fn events(raw: &[u8]) -> Vec<Event> {
@@ -36,7 +36,7 @@ fn events(raw: &[u8]) -> Vec<Event> {
         .collect()
 }
 
-fn ids(raw: &[u8]) -> Vec<u32> {
+fn ids(raw: &[u8]) -> Vec<u64> {
     events(raw).iter().filter_map(|e| e.1).collect()
 }
 
@@ -122,7 +122,13 @@ fn resume_from_last_event_id_or_since() {
     let by_since = listen(&mut sim, "?since=2 HTTP/1.1\r\nHost: t");
     let both = listen(&mut sim, "?since=0 HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 2");
     let all = listen(&mut sim, " HTTP/1.1\r\nHost: t");
+    // A browser back from an earlier run of the server, whose ids went higher: this run's
+    // messages, all of them (before: nothing until ids passed 500).
+    let restarted = listen(&mut sim, " HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 500");
+    let restarted_since = listen(&mut sim, "?since=4000000000 HTTP/1.1\r\nHost: t");
     sim.advance(Duration::from_millis(100));
+    assert_eq!(ids(&sim.conns[restarted].received), [1, 2, 3]);
+    assert_eq!(ids(&sim.conns[restarted_since].received), [1, 2, 3]);
     assert_eq!(ids(&sim.conns[by_id].received), [2, 3]);
     assert_eq!(ids(&sim.conns[by_since].received), [3]);
     assert_eq!(ids(&sim.conns[both].received), [3]);
@@ -145,7 +151,7 @@ fn dropped_messages_are_announced() {
     sim.advance(Duration::from_millis(200));
     let got = events(&sim.conns[s].received);
     assert_eq!(got[0], ("gap".into(), None, r#"{"from":3,"to":6}"#.into()));
-    let ids: Vec<u32> = got[1..].iter().map(|e| e.1.unwrap()).collect();
+    let ids: Vec<u64> = got[1..].iter().map(|e| e.1.unwrap()).collect();
     assert_eq!(ids, (7..=70).collect::<Vec<_>>());
 }
 
@@ -200,7 +206,7 @@ fn streams_are_capped_with_503() {
 #[test]
 fn a_stream_gives_way_and_resumes_with_nothing_lost_or_repeated() {
     let mut sim: Sim<2> = Sim::new();
-    let open = |sim: &mut Sim<2>, last: Option<u32>| {
+    let open = |sim: &mut Sim<2>, last: Option<u64>| {
         let resume = last.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
         let req = format!("GET /chat/events HTTP/1.1\r\nHost: t\r\n{resume}\r\n");
         sim.open(req.as_bytes(), Opts::default())
@@ -239,7 +245,7 @@ fn a_stream_gives_way_and_resumes_with_nothing_lost_or_repeated() {
         sim.server.stats()
     );
     for conns in &listeners {
-        let got: Vec<u32> = conns
+        let got: Vec<u64> = conns
             .iter()
             .flat_map(|&c| ids(&sim.conns[c].received))
             .collect();

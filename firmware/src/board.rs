@@ -37,7 +37,7 @@ impl Handler for Board {
             cx.stats.held_off
         )
         .map_err(|_| handler::Error("board JSON too long"))?;
-        let token = [cx.slot as u32, 0, 0, 0];
+        let token = [cx.slot as u64, 0, 0, 0];
         Ok(Reply::json(
             Status::Ok,
             Body::Rendered {

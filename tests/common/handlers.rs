@@ -29,13 +29,13 @@ impl Handler for Sensor {
         let _ = Sensor::write(self.reads, &mut c);
         let body = Body::Rendered {
             len: c.0,
-            token: [self.reads, 0, 0, 0],
+            token: [u64::from(self.reads), 0, 0, 0],
         };
         Ok(Reply::json(Status::Ok, body).header("X-Reads", self.reads))
     }
 
     fn render(&self, token: Token, out: &mut dyn Sink) -> Result<(), Full> {
-        Sensor::write(token[0], out)
+        Sensor::write(token[0] as u32, out)
     }
 }
 
@@ -50,7 +50,7 @@ impl Handler for Echo {
         let copy = &mut self.bodies[cx.slot];
         copy.clear();
         copy.extend_from_slice(req.body);
-        let (len, token) = (copy.len(), [cx.slot as u32, 0, 0, 0]);
+        let (len, token) = (copy.len(), [cx.slot as u64, 0, 0, 0]);
         let reply = Reply::new(
             Status::Ok,
             "application/octet-stream",
