@@ -237,9 +237,12 @@ pub fn decode_form(
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
-        match key {
-            b"name" if name.is_none() => name = Some(decode_field::<MAX_NAME>(value)?),
-            b"text" if text.is_none() => text = Some(decode_field::<MAX_TEXT>(value)?),
+        // Names are percent-encoded like values (`na%6De` is `name`); a longer one is none of
+        // ours.
+        let key = decode_field::<4>(key).ok();
+        match key.as_deref() {
+            Some("name") if name.is_none() => name = Some(decode_field::<MAX_NAME>(value)?),
+            Some("text") if text.is_none() => text = Some(decode_field::<MAX_TEXT>(value)?),
             _ => {}
         }
     }
@@ -508,6 +511,15 @@ mod tests {
         assert!(decode_form(ok.as_bytes()).is_ok());
         let name = std::format!("name={}&text=x", "é".repeat(17));
         assert_eq!(decode_form(name.as_bytes()), Err(PostError::TooLong));
+    }
+
+    /// The URL standard's application/x-www-form-urlencoded parser decodes names like values.
+    #[test]
+    fn field_names_are_percent_decoded() {
+        let (name, text) = decode_form(b"na%6De=ana&te%78t=hola+y%20adios").unwrap();
+        assert_eq!((name.as_str(), text.as_str()), ("ana", "hola y adios"));
+        assert_eq!(decode_form(b"%74ext=x&textual=y").unwrap().1.as_str(), "x");
+        assert_eq!(decode_form(b"tex=x"), Err(PostError::Invalid));
     }
 
     #[test]

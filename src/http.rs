@@ -579,7 +579,8 @@ fn accepts_gzip(value: &[u8]) -> bool {
 }
 
 /// Splits a request target into path and query; accepts the absolute form
-/// (`http://host/path`) by dropping scheme and authority.
+/// (`http://host/path?q`, RFC 9112 3.2.2) by dropping scheme and authority, where an empty path
+/// is `/` and the query is kept (`http://host?q`).
 pub fn split_target(target: &str) -> Result<(&str, Option<&str>), Status> {
     let mut t = target;
     for scheme in ["http://", "https://"] {
@@ -587,7 +588,16 @@ pub fn split_target(target: &str) -> Result<(&str, Option<&str>), Status> {
         if t.len() > scheme.len() && head.is_some_and(|h| h.eq_ignore_ascii_case(scheme.as_bytes()))
         {
             let rest = &t[scheme.len()..];
-            t = rest.find('/').map_or("/", |i| &rest[i..]);
+            // The authority ends at the first '/', '?' or '#'.
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let after = &rest[end..];
+            if !after.starts_with('/') {
+                let query = after
+                    .strip_prefix('?')
+                    .map(|q| q.split('#').next().unwrap_or(q));
+                return Ok(("/", query));
+            }
+            t = after;
         }
     }
     if !t.starts_with('/') {
@@ -758,7 +768,19 @@ pub fn parse_date(value: &[u8]) -> Option<u64> {
     let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
     let mut hms = time.split(':');
     let (h, m, s) = (num(hms.next()?)?, num(hms.next()?)?, num(hms.next()?)?);
-    if hms.next().is_some() || year < 1970 || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if hms.next().is_some()
+        || year < 1970
+        || !(1..=month_days).contains(&day)
+        || h > 23
+        || m > 59
+        || s > 60
     {
         return None;
     }
@@ -856,6 +878,45 @@ mod tests {
         assert!(is_http_version("HTTP/3"));
         assert!(!is_http_version("HTTP/x.1"));
         assert!(!is_http_version("HTTQ/1.1"));
+    }
+
+    /// RFC 9112 3.2.2: the absolute form; an empty path is "/", and the query stays.
+    #[test]
+    fn absolute_form_without_a_path_keeps_its_query() {
+        assert_eq!(
+            split_target("http://host?since=5"),
+            Ok(("/", Some("since=5")))
+        );
+        assert_eq!(split_target("http://host#frag"), Ok(("/", None)));
+        assert_eq!(
+            split_target("HTTP://h:80/chat?since=2"),
+            Ok(("/chat", Some("since=2")))
+        );
+    }
+
+    /// RFC 9110 5.6.7 and 13.1.3: an impossible date is not a date, and is ignored.
+    #[test]
+    fn impossible_dates_are_not_dates() {
+        assert_eq!(parse_date(b"Sat, 31 Feb 2026 00:00:00 GMT"), None);
+        assert_eq!(parse_date(b"Thu, 31 Apr 2026 00:00:00 GMT"), None);
+        assert_eq!(parse_date(b"Mon, 29 Feb 2027 00:00:00 GMT"), None);
+        assert!(
+            parse_date(b"Sun, 29 Feb 2032 00:00:00 GMT").is_some(),
+            "a leap day"
+        );
+        assert!(
+            parse_date(b"Tue, 29 Feb 2000 00:00:00 GMT").is_some(),
+            "2000 was leap"
+        );
+        assert_eq!(
+            parse_date(b"Thu, 29 Feb 2100 00:00:00 GMT"),
+            None,
+            "2100 is not"
+        );
+        assert_eq!(
+            parse_date(b"Sat, 28 Feb 2026 00:00:00 GMT"),
+            Some(1_772_236_800)
+        );
     }
 
     #[test]

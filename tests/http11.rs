@@ -49,6 +49,20 @@ fn range_rows() {
     assert_eq!(r.status, 416);
     assert_eq!(r.header("content-range"), Some(&*format!("bytes */{len}")));
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    // RFC 9110 14.1: the unit is case-insensitive.
+    let r = get_with(&mut sim, VIDEO, "Range: Bytes=0-9\r\n");
+    assert_eq!((r.status, r.body.len()), (206, 10));
+    // RFC 9110 14.1.3: a first position past the end, however long, is 416; a suffix longer
+    // than the file is the whole file, as a 206.
+    let r = get_with(&mut sim, VIDEO, "Range: bytes=99999999999999999999999-\r\n");
+    assert_eq!(r.status, 416);
+    let r = get_with(&mut sim, VIDEO, "Range: bytes=-99999999999999999999999\r\n");
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        r.header("content-range"),
+        Some(&*format!("bytes 0-{}/{len}", len - 1))
+    );
+    assert_eq!(r.body, v);
     // Other units, bad syntax and several ranges: the whole file.
     for h in [
         "Range: items=0-1\r\n",
@@ -76,6 +90,32 @@ fn range_rows() {
         "Range: bytes=0-9\r\nIf-Range: \"old\"\r\n",
     );
     assert_eq!(r.status, 200);
+}
+
+/// RFC 9112 3.2.2: an absolute-form target's query reaches the handler (with no path, the
+/// path is "/": see http.rs's unit test); RFC 9110 13.1.3: an If-Modified-Since that is not a
+/// valid date (31 February) is ignored.
+#[test]
+fn absolute_form_query_and_impossible_dates() {
+    let mut sim: Sim = Sim::new();
+    sim.exchange(&common::chat_post("name=a&text=one"));
+    sim.exchange(&common::chat_post("name=a&text=two"));
+    let raw =
+        sim.exchange(b"GET http://t/chat?since=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let body = String::from_utf8(Response::parse(&raw).unwrap().body).unwrap();
+    assert!(
+        body.contains("\"text\":\"two\"") && !body.contains("\"text\":\"one\""),
+        "{body}"
+    );
+    let r = get_with(
+        &mut sim,
+        "/img/car.jpeg",
+        "If-Modified-Since: Sat, 31 Feb 2099 00:00:00 GMT\r\n",
+    );
+    assert_eq!(
+        r.status, 200,
+        "an impossible date is ignored, not read as 3 March"
+    );
 }
 
 #[test]

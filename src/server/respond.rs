@@ -255,10 +255,17 @@ pub enum RangeSpec {
     Bytes(u64, u64),
 }
 
-/// Parses `bytes=a-b`, `bytes=a-`, `bytes=-n`. Several ranges, other units and bad syntax are
-/// ignored (the full 200 is sent), as RFC 9110 allows.
+/// Parses `bytes=a-b`, `bytes=a-`, `bytes=-n` (RFC 9110 14.1.2): the unit is
+/// case-insensitive, a first position past the end is 416 (14.1.3), a suffix longer than the
+/// representation selects all of it. Several ranges, other units and bad syntax are ignored
+/// (the full 200 is sent), as RFC 9110 allows.
 pub fn parse_range(value: &[u8], len: u64) -> RangeSpec {
-    let Some(spec) = value.strip_prefix(b"bytes=") else {
+    const UNIT: &[u8] = b"bytes=";
+    let Some(spec) = value
+        .get(..UNIT.len())
+        .filter(|u| u.eq_ignore_ascii_case(UNIT))
+        .map(|_| &value[UNIT.len()..])
+    else {
         return RangeSpec::Ignore;
     };
     let spec = http::trim(spec);
@@ -268,10 +275,15 @@ pub fn parse_range(value: &[u8], len: u64) -> RangeSpec {
     let Some(dash) = spec.iter().position(|&b| b == b'-') else {
         return RangeSpec::Ignore;
     };
-    let num = http::number;
+    // Digits too many for a u64 are a number past any end.
+    let num = |s: &[u8]| match http::number(s) {
+        Some(n) => Some(n),
+        None if !s.is_empty() && s.iter().all(u8::is_ascii_digit) => Some(u64::MAX),
+        None => None,
+    };
     let (first, last) = (&spec[..dash], &spec[dash + 1..]);
     match (first.is_empty(), last.is_empty()) {
-        // -n: the last n bytes.
+        // -n: the last n bytes (all of them when n is larger).
         (true, false) => match num(last) {
             Some(0) => RangeSpec::Unsatisfiable,
             Some(_) if len == 0 => RangeSpec::Unsatisfiable,
@@ -288,8 +300,6 @@ pub fn parse_range(value: &[u8], len: u64) -> RangeSpec {
             } else {
                 match num(last) {
                     Some(b) if b >= a => b,
-                    // Huge values saturate rather than wrap; they mean "to the end".
-                    None if last.iter().all(u8::is_ascii_digit) => u64::MAX,
                     _ => return RangeSpec::Ignore,
                 }
             };
@@ -324,9 +334,34 @@ mod tests {
             parse_range(b"bytes=0-99999999999999999999999", 100),
             RangeSpec::Bytes(0, 99)
         );
+    }
+
+    /// RFC 9110 14.1: "range units are compared case-insensitively".
+    #[test]
+    fn range_unit_is_case_insensitive() {
+        assert_eq!(parse_range(b"Bytes=0-9", 100), RangeSpec::Bytes(0, 9));
+        assert_eq!(parse_range(b"BYTES=-5", 100), RangeSpec::Bytes(95, 99));
+    }
+
+    /// RFC 9110 14.1.3: a first-pos past the end is unsatisfiable (416), however many digits.
+    #[test]
+    fn a_first_position_past_the_end_is_416() {
+        assert_eq!(parse_range(b"bytes=100-", 100), RangeSpec::Unsatisfiable);
+        assert_eq!(parse_range(b"bytes=150-200", 100), RangeSpec::Unsatisfiable);
         assert_eq!(
             parse_range(b"bytes=99999999999999999999999-", 100),
-            RangeSpec::Ignore
+            RangeSpec::Unsatisfiable
+        );
+    }
+
+    /// RFC 9110 14.1.3: "If the selected representation is shorter than the specified
+    /// suffix-length, the entire representation is used."
+    #[test]
+    fn a_suffix_longer_than_the_file_is_the_whole_file() {
+        assert_eq!(parse_range(b"bytes=-1000", 100), RangeSpec::Bytes(0, 99));
+        assert_eq!(
+            parse_range(b"bytes=-99999999999999999999999", 100),
+            RangeSpec::Bytes(0, 99)
         );
     }
 
