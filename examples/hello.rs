@@ -8,6 +8,7 @@
 //! curl --data 'ping' http://192.168.69.1/echo
 //! ```
 
+use smolhttpd::clock::Clock;
 use smolhttpd::files::Files;
 use smolhttpd::gate::Gate;
 use smolhttpd::handler::{
@@ -18,7 +19,7 @@ use smolhttpd::tap::TapDevice;
 use smolhttpd::{config, site, Config, Server, SLOTS};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Device as _};
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address};
 
 /// `GET /hello`: a fixed text.
@@ -79,7 +80,9 @@ fn main() {
     let mut dev = Gate::new(dev);
 
     let mac = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
-    let mut iface = Interface::new(IfaceConfig::new(mac.into()), &mut dev, Instant::now());
+    // Monotonic time (not smoltcp's Instant::now(), which is the wall clock and can step back).
+    let clock = Clock::new();
+    let mut iface = Interface::new(IfaceConfig::new(mac.into()), &mut dev, clock.now());
     iface.update_ip_addrs(|a| {
         let _ = a.push(IpCidr::new(Ipv4Address::new(192, 168, 69, 1).into(), 24));
     });
@@ -108,8 +111,8 @@ fn main() {
         "hello: serving http://192.168.69.1/ on {tap} (mtu {mtu}): /hello, /echo and the image"
     );
     loop {
-        server.poll(Instant::now(), &mut iface, &mut dev, &mut sockets);
-        let delay = server.poll_delay(Instant::now(), &mut iface, &sockets);
+        server.poll(clock.now(), &mut iface, &mut dev, &mut sockets);
+        let delay = server.poll_delay(clock.now(), &mut iface, &sockets);
         let _ = phy::wait(fd, Some(delay.unwrap_or(Duration::from_secs(1))));
     }
 }

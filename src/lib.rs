@@ -54,7 +54,7 @@
 //! -> [`handler`] (routes, requests, replies) -> [`server`] (slots and their state machine).
 //! What is served: [`files`], [`chat`] (feature `chat`), [`status`] (feature `status`),
 //! [`site`] (the built-in image, feature `site`). The std shell (TAP device, CLI, QEMU
-//! devices, chat client) lives in `src/shell/`; only [`tap`] of it is in the library.
+//! devices, chat client) lives in `src/shell/`; only [`tap`] and [`clock`] of it are in the library.
 //!
 //! Sizes are yours: `Server<N, REQ, HEAD>` takes the slot count and the request and response
 //! head buffer sizes, `ChatRoom<M>` the ring size, and [`Config`] the port and deadlines.
@@ -64,6 +64,9 @@
 
 #[cfg(feature = "chat")]
 pub mod chat;
+#[cfg(feature = "std")]
+#[path = "shell/clock.rs"]
+pub mod clock;
 pub mod config;
 pub mod files;
 pub mod gate;

@@ -22,6 +22,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
 use qemu::{Counters, DgramDevice, StreamDevice};
 use smolhttpd::chat::{self, ChatRoom};
+use smolhttpd::clock::Clock;
 use smolhttpd::config::{self, SLOTS};
 use smolhttpd::files::Files;
 use smolhttpd::gate::Gate;
@@ -378,13 +379,17 @@ fn serve<D: Device, W: WaitOn>(
     const MAX_WAIT: Duration = Duration::from_millis(250);
     // The longest sleep while frames are held back and smoltcp wants to send now.
     const HELD_WAIT: Duration = Duration::from_millis(100);
+    // How often the wall clock is read again for `Date` (it may have been stepped).
+    const WALL_EVERY: Duration = Duration::from_secs(10);
     let mut dev = Gate::new(dev);
     let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(args.mac));
     cfg.random_seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1);
-    let mut iface = Interface::new(cfg, &mut dev, Instant::now());
+    // Monotonic: a wall clock stepped back must not put every TCP timer in the future.
+    let clock = Clock::new();
+    let mut iface = Interface::new(cfg, &mut dev, clock.now());
     iface.update_ip_addrs(|addrs| {
         // Cannot fail: the list is empty and holds at least one address.
         let _ = addrs.push(args.ip);
@@ -416,15 +421,21 @@ fn serve<D: Device, W: WaitOn>(
     let router = Router::new(&mut routes[..]);
     let mut server: Server<SLOTS> =
         Server::new(router, &mut sockets, &mut rx, &mut tx, config).map_err(|e| e.to_string())?;
-    if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        server.set_wall_clock(since_epoch.as_secs(), Instant::now());
-    }
+    // The wall clock, read again every few seconds, is only for `Date`.
+    let mut wall_read: Option<Instant> = None;
 
     while !stop.load(Ordering::SeqCst) {
-        server.poll(Instant::now(), &mut iface, &mut dev, &mut sockets);
+        let now = clock.now();
+        if wall_read.is_none_or(|t| now >= t + WALL_EVERY) {
+            if let Some(unix) = Clock::unix_secs() {
+                server.set_wall_clock(unix, now);
+            }
+            wall_read = Some(now);
+        }
+        server.poll(now, &mut iface, &mut dev, &mut sockets);
         let interest = wait.interest();
         let mut delay = server
-            .poll_delay(Instant::now(), &mut iface, &sockets)
+            .poll_delay(clock.now(), &mut iface, &sockets)
             .map_or(MAX_WAIT, |d| d.min(MAX_WAIT));
         if interest.write.is_some() && delay == Duration::ZERO {
             // Frames are held back: smoltcp has data to send ("now") that the device cannot
@@ -437,7 +448,7 @@ fn serve<D: Device, W: WaitOn>(
         let c = wait.counters();
         server.set_link_dropped(c.dropped);
     }
-    server.log_cut(Instant::now());
+    server.log_cut(clock.now());
     let s = server.stats();
     let c = wait.counters();
     println!(
