@@ -99,6 +99,10 @@ struct Args {
     /// Seconds a request body may pause between reads (then 408).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.body_timeout.secs(), value_parser = deadline)]
     body_timeout: u64,
+    /// Seconds a whole request body may take from the end of its head, however steadily it
+    /// trickles (then 408).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.body_deadline.secs(), value_parser = deadline)]
+    body_deadline: u64,
     /// Seconds an idle connection (no request yet, or between requests) is kept open.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.idle_timeout.secs(), value_parser = deadline)]
     idle_timeout: u64,
@@ -415,6 +419,7 @@ fn serve<D: Device, W: WaitOn>(
         .port(args.port)
         .head_timeout(Duration::from_secs(args.head_timeout))
         .body_timeout(Duration::from_secs(args.body_timeout))
+        .body_deadline(Duration::from_secs(args.body_deadline))
         .idle_timeout(Duration::from_secs(args.idle_timeout))
         .send_timeout(Duration::from_secs(args.send_timeout));
     let mut sockets = SocketSet::new(&mut storage[..]);
