@@ -15,6 +15,7 @@ use smolhttpd::handler::{
     Body, Context, Error, Handler, Methods, Reply, Request, Route, Router, Status, Token,
 };
 use smolhttpd::json::{Full, Sink};
+use smolhttpd::server::Slots;
 use smolhttpd::tap::TapDevice;
 use smolhttpd::{config, site, Config, Server, SLOTS};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
@@ -104,8 +105,16 @@ fn main() {
     ];
     let mut sockets = SocketSet::new(&mut storage[..]);
     let router = Router::new(&mut routes[..]);
-    let mut server: Server = Server::new(router, &mut sockets, &mut rx, &mut tx, Config::new())
-        .expect("buffers of 1 KiB or more per slot");
+    let mut slots = Slots::new();
+    let mut server: Server = Server::new(
+        router,
+        &mut sockets,
+        &mut rx,
+        &mut tx,
+        &mut slots,
+        Config::new(),
+    )
+    .expect("buffers of 1 KiB or more per slot");
     let mtu = dev.capabilities().max_transmission_unit - 14;
     println!(
         "hello: serving http://192.168.69.1/ on {tap} (mtu {mtu}): /hello, /echo and the image"

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use smolhttpd::handler::{Body, Context, Error, Handler, Methods, Reply, Request, Route, Router, Status};
-//! use smolhttpd::{files::Files, gate::Gate, Config, Server, SLOTS};
+//! use smolhttpd::{files::Files, gate::Gate, server::Slots, Config, Server, SLOTS};
 //! use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 //! use smoltcp::phy::{Loopback, Medium};
 //! use smoltcp::time::Instant;
@@ -28,6 +28,7 @@
 //! // All storage is lent: locals here, statics on firmware.
 //! let mut storage = [SocketStorage::EMPTY; SLOTS + 1]; // the slots, plus room for your own
 //! let (mut rx, mut tx) = ([0u8; SLOTS * 1024], [0u8; SLOTS * 4096]);
+//! let mut slots = Slots::new(); // the slots' buffers and state: `const`, so a static on firmware
 //! let (mut sensor, mut files) = (Sensor, Files::new(smolhttpd::site::FILES));
 //! let mut routes = [
 //!     Route::exact(Methods::GET, "/api/sensor", &mut sensor),
@@ -43,7 +44,7 @@
 //!
 //! let router = Router::new(&mut routes[..]);
 //! let mut server: Server =
-//!     Server::new(router, &mut sockets, &mut rx, &mut tx, Config::new()).expect("buffers");
+//!     Server::new(router, &mut sockets, &mut rx, &mut tx, &mut slots, Config::new()).expect("buffers");
 //! // The main loop: poll, then sleep until a frame comes or `poll_delay` runs out.
 //! let now = Instant::from_millis(0);
 //! server.poll(now, &mut iface, &mut device, &mut sockets);

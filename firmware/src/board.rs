@@ -6,11 +6,17 @@ use core::fmt::Write as _;
 use smolhttpd::handler::{self, Body, Context, Handler, Reply, Request, Status, Token};
 use smolhttpd::json::{Full, Sink};
 
-use crate::SLOTS;
+use crate::{clock, stack, SLOTS};
+
+/// The board this build is for, as `/board` names it.
+pub const NAME: &str = "mps2-an386";
+pub const CPU: &str = "cortex-m4";
+/// Core clock of the mps2 boards (SysTick counts it).
+pub const CORE_HZ: u32 = 25_000_000;
 
 /// One rendered reply per slot.
 pub struct Board {
-    bodies: [heapless::String<160>; SLOTS],
+    bodies: [heapless::String<224>; SLOTS],
 }
 
 impl Board {
@@ -30,8 +36,10 @@ impl Handler for Board {
         body.clear();
         writeln!(
             body,
-            "{{\"board\":\"mps2-an386\",\"cpu\":\"cortex-m4\",\"uptime_ms\":{},\"requests\":{},\"slots\":{},\"held_off\":{}}}",
+            "{{\"board\":\"{NAME}\",\"cpu\":\"{CPU}\",\"uptime_ms\":{},\"clock_ms\":{},\"stack_peak\":{},\"requests\":{},\"slots\":{},\"held_off\":{}}}",
             cx.uptime.total_millis(),
+            clock::millis(),
+            stack::peak(),
             cx.stats.requests,
             cx.slots.len(),
             cx.stats.held_off

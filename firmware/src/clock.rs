@@ -1,16 +1,40 @@
-//! A millisecond clock from SysTick at the board's 25 MHz core clock.
+//! A millisecond clock from SysTick at the board's core clock, in 64 bits: it never wraps
+//! (a `u32` of milliseconds wraps after 49.7 days, which put every TCP timer and deadline weeks
+//! in the future). SysTick fires each millisecond; each tick also wakes the core from `wfi`.
+//!
+//! Test aid: a build with `SMOLHTTPD_FW_CLOCK_START_MS=N` in the environment starts the clock at
+//! `N` ms instead of 0 (firmware-test.sh starts it 10 s before 2^32 ms to cross the old wrap).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::cell::Cell;
 
+use cortex_m::interrupt::{self, Mutex};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::SYST;
 use cortex_m_rt::exception;
 use smoltcp::time::Instant;
 
-/// Core clock of the mps2 boards.
-const CORE_HZ: u32 = 25_000_000;
+use crate::board::CORE_HZ;
 
-static MILLIS: AtomicU32 = AtomicU32::new(0);
+static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(start_ms()));
+
+/// Where the clock starts: 0, or the build's `SMOLHTTPD_FW_CLOCK_START_MS`.
+const fn start_ms() -> u64 {
+    let Some(s) = option_env!("SMOLHTTPD_FW_CLOCK_START_MS") else {
+        return 0;
+    };
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut n: u64 = 0;
+    while i < b.len() {
+        assert!(
+            b[i].is_ascii_digit(),
+            "SMOLHTTPD_FW_CLOCK_START_MS: digits only"
+        );
+        n = n * 10 + (b[i] - b'0') as u64;
+        i += 1;
+    }
+    n
+}
 
 /// Starts SysTick: one exception a millisecond.
 pub fn start(mut syst: SYST) {
@@ -23,15 +47,19 @@ pub fn start(mut syst: SYST) {
 
 #[exception]
 fn SysTick() {
-    MILLIS.fetch_add(1, Ordering::Relaxed);
+    interrupt::free(|cs| {
+        let m = MILLIS.borrow(cs);
+        m.set(m.get() + 1);
+    });
 }
 
-/// Milliseconds since boot (wraps after 49 days).
-pub fn millis() -> u32 {
-    MILLIS.load(Ordering::Relaxed)
+/// Milliseconds since boot (plus the test start), in 64 bits.
+pub fn millis() -> u64 {
+    interrupt::free(|cs| MILLIS.borrow(cs).get())
 }
 
 /// Now, for smoltcp and the server.
 pub fn now() -> Instant {
-    Instant::from_millis(i64::from(millis()))
+    // Cannot overflow: i64 microseconds last 292,000 years.
+    Instant::from_millis(millis() as i64)
 }

@@ -1,6 +1,14 @@
-//! A polled driver for the board's SMSC LAN9118 Ethernet controller (0x4020_0000), as a
-//! `smoltcp::phy::Device`: frames up to 1514 bytes, one at a time through the chip's FIFOs.
-//! No interrupts and no checksum offload (the chip has none): smoltcp computes checksums.
+//! A driver for the board's SMSC LAN9118 Ethernet controller (0x4020_0000), as a
+//! `smoltcp::phy::Device`: frames up to 1514 bytes, one at a time through the chip's FIFOs,
+//! polled by the main loop; the chip raises its interrupt line (IRQ 13 on mps2-an386, active
+//! high) when a received frame waits, which only wakes the core from `wfi`. No checksum
+//! offload (the chip has none): smoltcp computes checksums.
+//!
+//! A frame longer than 1514 bytes (a VLAN-tagged full-size frame is 1518) is read and thrown
+//! away word by word: the chip's RX fast-forward (`RX_DP_CTRL`) would do it in one write, but
+//! QEMU's model moves its read pointer without its count of used words, and every later frame
+//! would be read from the wrong place. Reading the words works on both. The TX status FIFO is
+//! never read, so `TXSAO` lets it overrun (a real LAN9118 stops sending once it fills).
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
@@ -13,9 +21,11 @@ const RX_DATA_FIFO: Reg = Reg(BASE);
 const TX_DATA_FIFO: Reg = Reg(BASE + 0x20);
 const RX_STATUS_FIFO: Reg = Reg(BASE + 0x40);
 const ID_REV: Reg = Reg(BASE + 0x50);
+const IRQ_CFG: Reg = Reg(BASE + 0x54);
+const INT_STS: Reg = Reg(BASE + 0x58);
+const INT_EN: Reg = Reg(BASE + 0x5c);
 const TX_CFG: Reg = Reg(BASE + 0x70);
 const HW_CFG: Reg = Reg(BASE + 0x74);
-const RX_DP_CTRL: Reg = Reg(BASE + 0x78);
 const RX_FIFO_INF: Reg = Reg(BASE + 0x7c);
 const TX_FIFO_INF: Reg = Reg(BASE + 0x80);
 const PMT_CTRL: Reg = Reg(BASE + 0x84);
@@ -28,6 +38,18 @@ const MAC_ADDRH: u32 = 2;
 const MAC_ADDRL: u32 = 3;
 const MAC_CR_TXEN: u32 = 1 << 3;
 const MAC_CR_RXEN: u32 = 1 << 2;
+const MAC_CR_FDPX: u32 = 1 << 20;
+/// TX_CFG: transmitter on, and the TX status FIFO may overrun (it is never read).
+const TX_ON: u32 = 1 << 1;
+const TXSAO: u32 = 1 << 2;
+/// IRQ_CFG: the line on, active high, push-pull.
+const IRQ_EN: u32 = 1 << 8;
+const IRQ_POL: u32 = 1 << 4;
+const IRQ_TYPE: u32 = 1;
+/// INT_STS/INT_EN: the RX status FIFO holds a frame's status.
+const RSFL_INT: u32 = 1 << 3;
+/// The chip's interrupt on QEMU's mps2-an386 (`hw/arm/mps2.c`).
+pub const IRQ: u16 = 13;
 const CSR_BUSY: u32 = 1 << 31;
 const CSR_READ: u32 = 1 << 30;
 
@@ -60,8 +82,11 @@ impl Lan9118 {
         let m = mac.0;
         mac_write(MAC_ADDRH, u32::from(m[4]) | u32::from(m[5]) << 8);
         mac_write(MAC_ADDRL, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
-        mac_write(MAC_CR, MAC_CR_TXEN | MAC_CR_RXEN);
-        TX_CFG.write(1 << 1); // TX_ON
+        mac_write(MAC_CR, MAC_CR_TXEN | MAC_CR_RXEN | MAC_CR_FDPX);
+        TX_CFG.write(TX_ON | TXSAO);
+        // Interrupt when a frame's status is in the RX status FIFO (the default level: one).
+        IRQ_CFG.write(IRQ_EN | IRQ_POL | IRQ_TYPE);
+        INT_EN.write(RSFL_INT);
         Ok(Lan9118 {
             rx: [0; MAX_FRAME],
             tx: [0; MAX_FRAME],
@@ -82,25 +107,27 @@ fn mac_read(reg: u32) -> u32 {
     MAC_CSR_DATA.read()
 }
 
+/// Whether a received frame waits in the RX FIFOs.
+pub fn pending() -> bool {
+    (RX_FIFO_INF.read() >> 16) & 0xff != 0
+}
+
 /// Reads one frame from the RX FIFOs into `buf`; its length, or None when none waits (or it
-/// was too long and dropped).
+/// was too long, too short or bad, and was read and thrown away).
 fn receive_frame(buf: &mut [u8; MAX_FRAME]) -> Option<usize> {
-    if (RX_FIFO_INF.read() >> 16) & 0xff == 0 {
+    // Clear the interrupt first: a frame that arrives after this raises it again.
+    INT_STS.write(RSFL_INT);
+    if !pending() {
         return None;
     }
     let status = RX_STATUS_FIFO.read();
-    // The length counts the 4-byte FCS the chip leaves at the end.
+    // The length counts the 4-byte FCS the chip leaves at the end (at most 0x3fff bytes, so
+    // every loop below is bounded).
     let len = ((status >> 16) & 0x3fff) as usize;
     let words = len.div_ceil(4);
     if len < 4 + 14 || len - 4 > MAX_FRAME || status & (1 << 15) != 0 {
-        // Too short, too long or in error: skip it (fast-forward needs 4+ words).
-        if words >= 4 {
-            RX_DP_CTRL.write(1 << 31);
-            while RX_DP_CTRL.read() & (1 << 31) != 0 {}
-        } else {
-            for _ in 0..words {
-                let _ = RX_DATA_FIFO.read();
-            }
+        for _ in 0..words {
+            let _ = RX_DATA_FIFO.read();
         }
         return None;
     }

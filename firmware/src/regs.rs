@@ -1,6 +1,7 @@
 //! Memory-mapped registers: the only `unsafe` in the firmware. A register is a fixed address
-//! of the board's memory map (QEMU mps2-an386); reading or writing one is a volatile access
-//! to that address, which the compiler cannot check, hence `unsafe` here and nowhere else.
+//! of the board's memory map; reading or writing one is a volatile access to that address,
+//! which the compiler cannot check, hence `unsafe` here and nowhere else. The same access
+//! paints and reads the stack's unused words ([`stack_bounds`]).
 #![allow(unsafe_code)]
 
 /// A 32-bit device register at a fixed address.
@@ -20,4 +21,18 @@ impl Reg {
         // SAFETY: as for `read`; the register is writable and no Rust object lives there.
         unsafe { core::ptr::write_volatile(self.0 as *mut u32, value) }
     }
+}
+
+/// The stack's lowest and highest addresses, from cortex-m-rt's linker script (`_stack_end`
+/// is the bottom, right after `.bss`; `_stack_start` the top).
+pub fn stack_bounds() -> (usize, usize) {
+    extern "C" {
+        static _stack_end: u32;
+        static _stack_start: u32;
+    }
+    // Only the addresses of the linker's symbols are taken, never their contents.
+    (
+        core::ptr::addr_of!(_stack_end) as usize,
+        core::ptr::addr_of!(_stack_start) as usize,
+    )
 }

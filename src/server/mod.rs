@@ -160,15 +160,46 @@ pub struct SlotInfo {
     pub served: u32,
 }
 
+/// The slots' own memory: each slot's `REQ`-byte request buffer, `HEAD`-byte response head
+/// buffer and state (about `REQ + HEAD + 300` bytes a slot). Lent to [`Server::new`] like the
+/// socket buffers; [`Slots::new`] is `const`, so firmware keeps it in a static built at compile
+/// time rather than on its stack.
+///
+/// ```
+/// use smolhttpd::server::Slots;
+/// // Built at compile time: a `static` cell on firmware (e.g. static_cell's ConstStaticCell),
+/// // a local or a Box on a host.
+/// const EMPTY: Slots<10, 1024, 384> = Slots::new();
+/// assert!(core::mem::size_of_val(&EMPTY) < 10 * (1024 + 384 + 320));
+/// ```
+pub struct Slots<
+    const N: usize = SLOTS,
+    const REQ: usize = REQUEST_BUF,
+    const HEAD: usize = RESPONSE_HEAD,
+>([Slot<REQ, HEAD>; N]);
+
+impl<const N: usize, const REQ: usize, const HEAD: usize> Slots<N, REQ, HEAD> {
+    /// `N` empty slots.
+    pub const fn new() -> Self {
+        Slots([const { Slot::EMPTY }; N])
+    }
+}
+
+impl<const N: usize, const REQ: usize, const HEAD: usize> Default for Slots<N, REQ, HEAD> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The HTTP server: `N` slots (default [`SLOTS`]), each with a `REQ`-byte request buffer and a
-/// `HEAD`-byte response head buffer, answering through a [`Router`].
+/// `HEAD`-byte response head buffer (lent as [`Slots`]), answering through a [`Router`].
 pub struct Server<
     'a,
     const N: usize = SLOTS,
     const REQ: usize = REQUEST_BUF,
     const HEAD: usize = RESPONSE_HEAD,
 > {
-    slots: [Slot<REQ, HEAD>; N],
+    slots: &'a mut [Slot<REQ, HEAD>; N],
     router: Router<'a>,
     config: Config,
     stats: Stats,
@@ -182,8 +213,8 @@ pub struct Server<
 
 impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ, HEAD> {
     /// Adds `N` TCP sockets listening on `config.port` to `sockets`, their receive and
-    /// transmit buffers cut evenly from the `rx` and `tx` slabs, and answers their requests
-    /// with `router`.
+    /// transmit buffers cut evenly from the `rx` and `tx` slabs, keeps each slot's state and
+    /// buffers in `slots`, and answers their requests with `router`.
     ///
     /// # Panics
     /// When `sockets` has fewer than `N` free entries (smoltcp's `SocketSet::add` panics on a
@@ -193,6 +224,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         sockets: &mut SocketSet<'a>,
         rx: &'a mut [u8],
         tx: &'a mut [u8],
+        slots: &'a mut Slots<N, REQ, HEAD>,
         config: Config,
     ) -> Result<Self, SetupError> {
         if config.port == 0 {
@@ -213,8 +245,11 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             let _ = socket.listen(config.port);
             let _ = handles.push(sockets.add(socket));
         }
+        for (i, slot) in slots.0.iter_mut().enumerate() {
+            slot.attach(i, handles[i], config.port);
+        }
         Ok(Server {
-            slots: core::array::from_fn(|i| Slot::new(i, handles[i], config.port)),
+            slots: &mut slots.0,
             router,
             config,
             stats: Stats::default(),
@@ -248,7 +283,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
 
     /// Logs every response still being sent as cut, for a clean stop (Ctrl-C).
     pub fn log_cut(&mut self, now: Instant) {
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut() {
             slot.cut(now);
         }
     }
@@ -279,8 +314,8 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
                 busy = true;
             }
             let mut rearmed = false;
-            for slot in &mut self.slots {
-                let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            for slot in self.slots.iter_mut() {
+                let socket = sockets.get_mut::<tcp::Socket>(slot.socket());
                 rearmed |= slot.after_egress(socket, self.config.port, now);
             }
             self.renew(sockets);
@@ -292,7 +327,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             && self
                 .slots
                 .iter()
-                .any(|s| sockets.get::<tcp::Socket>(s.handle).is_listening());
+                .any(|s| sockets.get::<tcp::Socket>(s.socket()).is_listening());
         busy
     }
 
@@ -311,7 +346,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             for _ in 0..self.config.rx_budget {
                 // Judged per frame from the sockets themselves: a SYN in this batch may have
                 // taken the last listening one.
-                let socket = |slot: &Slot<REQ, HEAD>| sockets.get::<tcp::Socket>(slot.handle);
+                let socket = |slot: &Slot<REQ, HEAD>| sockets.get::<tcp::Socket>(slot.socket());
                 let open = self.slots.iter().any(|s| socket(s).is_listening());
                 let known = self
                     .slots
@@ -333,7 +368,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             let listening = self
                 .slots
                 .iter()
-                .any(|s| sockets.get::<tcp::Socket>(s.handle).is_listening());
+                .any(|s| sockets.get::<tcp::Socket>(s.socket()).is_listening());
             if device.waiting() == 0 || !listening {
                 break;
             }
@@ -354,13 +389,13 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         let coming_free = self
             .slots
             .iter()
-            .filter(|s| s.coming_free(now, sockets.get::<tcp::Socket>(s.handle)))
+            .filter(|s| s.coming_free(now, sockets.get::<tcp::Socket>(s.socket())))
             .count();
         let mut room = waiting.saturating_sub(coming_free);
         let mut victims = heapless::Vec::<(slot::Evict, u64, usize), N>::new();
         if room > 0 {
             for (i, s) in self.slots.iter().enumerate() {
-                let socket = sockets.get::<tcp::Socket>(s.handle);
+                let socket = sockets.get::<tcp::Socket>(s.socket());
                 if let Some((why, key)) = s.eviction(now, &self.config, socket) {
                     let _ = victims.push((why, key, i));
                 }
@@ -386,7 +421,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         let requests = cx.stats.requests;
         let mut changed = false;
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            let socket = sockets.get_mut::<tcp::Socket>(slot.socket());
             if let Some(&(why, _, _)) = victims.iter().find(|v| v.2 == i) {
                 // Serviced again on the next poll, after this one's egress sent the FIN.
                 slot.evict(why, socket, &mut cx);
@@ -399,7 +434,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         // serviced before it: they send it in this same poll.
         if cx.stats.requests != requests {
             for slot in self.slots.iter_mut().filter(|s| s.is_streaming()) {
-                let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+                let socket = sockets.get_mut::<tcp::Socket>(slot.socket());
                 changed |= slot.service(socket, &mut cx);
             }
         }
@@ -412,8 +447,8 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
     /// SYN-ACK could leave.
     fn renew(&mut self, sockets: &mut SocketSet<'_>) {
         for slot in self.slots.iter_mut().filter(|s| s.renew) {
-            let socket = sockets.remove(slot.handle);
-            slot.handle = sockets.add(socket);
+            let socket = sockets.remove(slot.socket());
+            slot.set_handle(sockets.add(socket));
             slot.renew = false;
         }
     }
@@ -429,7 +464,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             return Some(now);
         }
         let mut at = iface.poll_at(now, sockets);
-        for slot in &self.slots {
+        for slot in self.slots.iter() {
             if let Some(t) = slot.deadline(&self.config) {
                 at = Some(at.map_or(t, |a| a.min(t)));
             }
@@ -457,10 +492,13 @@ mod memory {
     /// storage and socket buffers (which the caller sizes).
     #[test]
     fn ram_budget() {
-        let server = core::mem::size_of::<Server<'static>>();
+        let slots = core::mem::size_of::<Slots>();
+        let server = core::mem::size_of::<Server<'static>>() + slots;
         let slot = core::mem::size_of::<Slot<REQUEST_BUF, RESPONSE_HEAD>>();
         let socket = core::mem::size_of::<tcp::Socket<'static>>();
-        std::println!("Server<10>: {server} bytes (slot {slot}); tcp::Socket {socket}");
+        std::println!(
+            "Server<10>: {server} bytes (Slots {slots}, slot {slot}); tcp::Socket {socket}"
+        );
         // Each slot: its 2 KiB request buffer, 512 B head buffer and ~300 B of state (the
         // access log line is 80 of it).
         assert!(slot < REQUEST_BUF + RESPONSE_HEAD + 320, "{slot}");

@@ -95,7 +95,8 @@ impl<'c> Cx<'c, '_> {
 /// One connection slot; `REQ` and `HEAD` are its request and response head buffer sizes.
 pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
     index: usize,
-    pub(crate) handle: SocketHandle,
+    /// The slot's socket (None only before [`Slot::attach`]).
+    handle: Option<SocketHandle>,
     /// The port the socket listens on.
     port: u16,
     /// The socket was let go while smoltcp waited for its peer's address to resolve: the
@@ -146,26 +147,46 @@ pub(crate) enum Evict {
 }
 
 impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
-    pub(crate) fn new(index: usize, handle: SocketHandle, port: u16) -> Self {
-        Slot {
+    /// A slot with no socket yet: const, so whole arrays of slots can be built at compile time.
+    pub(crate) const EMPTY: Self = Slot {
+        index: 0,
+        handle: None,
+        port: 0,
+        renew: false,
+        state: State::Listen,
+        buf: heapless::Vec::new(),
+        out: heapless::Vec::new(),
+        out_sent: 0,
+        body: Sending::Static { data: &[], sent: 0 },
+        peer: None,
+        requests: 0,
+        log: LogLine::new(),
+        served: 0,
+        again: false,
+        pushed: 0,
+        window: (Instant::ZERO, 0),
+        rate: None,
+    };
+
+    /// Gives the slot its index and its socket, and forgets anything from an earlier server.
+    pub(crate) fn attach(&mut self, index: usize, handle: SocketHandle, port: u16) {
+        *self = Slot {
             index,
-            handle,
+            handle: Some(handle),
             port,
-            renew: false,
-            state: State::Listen,
-            buf: heapless::Vec::new(),
-            out: heapless::Vec::new(),
-            out_sent: 0,
-            body: Sending::Static { data: &[], sent: 0 },
-            peer: None,
-            requests: 0,
-            log: LogLine::new(),
-            served: 0,
-            again: false,
-            pushed: 0,
-            window: (Instant::ZERO, 0),
-            rate: None,
-        }
+            ..Self::EMPTY
+        };
+    }
+
+    /// The slot's socket in the server's socket set.
+    pub(crate) fn socket(&self) -> SocketHandle {
+        // Always Some once the server is built (Server::new attaches every slot).
+        self.handle.unwrap_or_default()
+    }
+
+    /// Gives the slot a socket handle anew (after the socket was re-added to the set).
+    pub(crate) fn set_handle(&mut self, handle: SocketHandle) {
+        self.handle = Some(handle);
     }
 
     /// Whether this slot would make room for a waiting client, and its place in the queue of

@@ -27,6 +27,7 @@ use smolhttpd::config::{self, SLOTS};
 use smolhttpd::files::Files;
 use smolhttpd::gate::Gate;
 use smolhttpd::handler::{Methods, Route, Router};
+use smolhttpd::server::Slots;
 use smolhttpd::status::StatusPage;
 use smolhttpd::tap::TapDevice;
 use smolhttpd::{site, Config, Server};
@@ -423,9 +424,11 @@ fn serve<D: Device, W: WaitOn>(
         .idle_timeout(Duration::from_secs(args.idle_timeout))
         .send_timeout(Duration::from_secs(args.send_timeout));
     let mut sockets = SocketSet::new(&mut storage[..]);
+    let mut slots = Box::new(Slots::<SLOTS>::new());
     let router = Router::new(&mut routes[..]);
     let mut server: Server<SLOTS> =
-        Server::new(router, &mut sockets, &mut rx, &mut tx, config).map_err(|e| e.to_string())?;
+        Server::new(router, &mut sockets, &mut rx, &mut tx, &mut slots, config)
+            .map_err(|e| e.to_string())?;
     // The wall clock, read again every few seconds, is only for `Date`.
     let mut wall_read: Option<Instant> = None;
 

@@ -356,6 +356,7 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
             &mut server_sockets,
             leak(0u8, N * smolhttpd::config::RX_BUFFER),
             leak(0u8, N * smolhttpd::config::TX_BUFFER),
+            Box::leak(Box::new(smolhttpd::server::Slots::new())),
             config,
         )
         .expect("server setup");
