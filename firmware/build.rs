@@ -10,6 +10,7 @@ fn main() {
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-env-changed=SMOLHTTPD_FS_IMAGE");
+    println!("cargo:rerun-if-env-changed=SMOLHTTPD_FW_CLOCK_START_MS");
     let dir = std::env::var_os("SMOLHTTPD_FS_IMAGE").unwrap_or_else(|| "../fs_image".into());
     if let Err(e) = smolhttpd_image::Image::new(dir).generate() {
         panic!("smolhttpd image: {e}");

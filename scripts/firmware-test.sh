@@ -13,7 +13,14 @@
 #   - boot with no DHCP server: the static 192.168.69.1 after 3 s; every file of the image
 #     byte-exact; chat post and read; /board JSON; 30 clients at once on 10 slots; the MB/s of
 #     /video/Planeta.mp4; boot-to-first-response time;
-#   - boot with dnsmasq on tap0: the firmware takes the offered address and serves there.
+#   - boot with dnsmasq on tap0: the firmware takes the offered address and serves there;
+#   - sleep: idle QEMU at most 10 % of a host core over 10 s (/proc/PID/stat), and a small
+#     request's median time over 20 requests within 1.2x of a busy-loop build's (same run);
+#   - oversize frames (1518 and 2000 bytes, broadcast, from a raw socket on the tap): the
+#     firmware still answers;
+#   - the clock across 2^32 ms (a build started 10 s before it): files served, a slow head's
+#     408 after 5 s, an idle keep-alive connection closed after 5 s, uptime_ms growing;
+#   - RAM = data + bss + the stack peak /board reports after the heaviest load.
 # Output: `ok   - ...` / `FAIL - ...`, then `N passed, M failed`. Every wait is bounded.
 # shellcheck disable=SC2317  # checks are called via check()
 set -uo pipefail
@@ -107,18 +114,45 @@ check "no allocator linked (no __rust_alloc/__rg_alloc in the ELF)" t_no_alloc
 
 # ------------------------------------------------------------------ the full image
 
-say "building the firmware with fs_image/"
+say "building the firmware with fs_image/ (sleeping, busy-poll, and clock-wrap builds)"
 (cd firmware && cargo build --release -q) || die "firmware build failed"
+cp "$ELF" "$OUT/firmware.elf"
+(cd firmware && cargo build --release -q --features busy-poll) || die "busy-poll build failed"
+cp "$ELF" "$OUT/firmware-busy.elf"
+# 10 s before the old u32 wrap at 2^32 ms.
+WRAP_AT=4294967296
+(cd firmware && SMOLHTTPD_FW_CLOCK_START_MS=$((WRAP_AT - 10000)) cargo build --release -q) ||
+  die "clock-wrap build failed"
+cp "$ELF" "$OUT/firmware-wrap.elf"
+ELF=$OUT/firmware.elf
 make_tap_ns quiet
 
-# boot LOG: QEMU with the firmware on tap0 in $NS, UART to LOG; BOOT_T0 is its start.
+# boot LOG [ELF]: QEMU with the firmware on tap0 in $NS, UART to LOG; BOOT_T0 is its start.
 boot() {
   stop_qemu
   BOOT_T0=$(date +%s.%N)
   ip netns exec "$NS" timeout -k 5 600 qemu-system-arm -M mps2-an386 -nographic -no-reboot \
     -nic tap,ifname=tap0,script=no,downscript=no,model=lan9118,mac=02:00:00:00:00:01 \
-    -kernel "$ELF" </dev/null >"$1" 2>&1 &
+    -kernel "${2:-$ELF}" </dev/null >"$1" 2>&1 &
   QEMU_PID=$!
+}
+
+# cpu_ticks PID: user + system clock ticks so far of PID and its children (QEMU_PID is the
+# `timeout` that runs QEMU as its child).
+cpu_ticks() {
+  local p total=0 t
+  for p in "$1" $(cat "/proc/$1/task/$1/children" 2>/dev/null); do
+    t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) && total=$((total + t))
+  done
+  echo "$total"
+}
+
+# median_request: median time_total of 20 sequential GETs of /index.html, in ms.
+median_request() {
+  local i
+  for i in $(seq 1 20); do
+    ncurl -o /dev/null -w '%{time_total}\n' "$BASE/index.html" || echo 9
+  done | sort -n | awk '{ a[NR] = $1 } END { printf "%.2f\n", (a[10] + a[11]) / 2 * 1000 }'
 }
 
 # first_answer URL: seconds from BOOT_T0 to URL's first 200 (polling 0.1 s, up to 30 s).
@@ -187,6 +221,105 @@ check "chat: POST 201, and GET /chat has the message" t_chat
 check "/board: JSON with uptime_ms, requests, slots 10" t_board
 check "30 clients at once on 10 slots: all served" t_crowd
 check "/video/Planeta.mp4 under TCG: byte-exact, MB/s" t_speed
+t_ram() {
+  local peak sizes flash ram
+  peak=$(ncurl "$BASE/board" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stack_peak"])') || return 1
+  sizes=$(elf_sizes "$ELF"); flash=${sizes% *}; ram=${sizes#* }
+  echo "info: RAM = data + bss $ram + stack peak $peak = $((ram + peak)) bytes (after 30 clients, chat, ranges)"
+  [ "$peak" -gt 0 ] && [ "$peak" -lt 65536 ]
+}
+ncurl -s -o /dev/null -H 'Range: bytes=100-200' "$BASE/video/Planeta.mp4"
+check "stack peak measured after the heaviest load (RAM = data + bss + stack peak)" t_ram
+t_oversize() {
+  # Frames longer than the firmware takes (a VLAN-tagged full frame is 1518 bytes): the tap
+  # must carry them, so its MTU goes up for the sender.
+  ip -n "$NS" link set tap0 mtu 2000 || return 1
+  ip netns exec "$NS" python3 - <<'PY' || return 1
+import socket
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("tap0", 0))
+src = open("/sys/class/net/tap0/address").read().strip()
+hdr = b"\xff" * 6 + bytes.fromhex(src.replace(":", "")) + b"\x08\x06"
+for size in (1518, 2000, 1518):
+    s.send(hdr + b"\x00" * (size - len(hdr)))
+PY
+  ip -n "$NS" link set tap0 mtu 1500
+  sleep 0.5
+  ncurl -o "$TMPD/after-oversize" "$BASE/index.html" && cmp -s "$TMPD/after-oversize" "$FS/index.html" &&
+    ncurl -o /dev/null "$BASE/text/text.htm" && echo "info: still answering after 1518- and 2000-byte frames"
+}
+check "oversize frames (1518, 2000 bytes) do not stop reception" t_oversize
+t_idle() {
+  local a b pct
+  sleep 2
+  a=$(cpu_ticks "$QEMU_PID"); sleep 10; b=$(cpu_ticks "$QEMU_PID")
+  pct=$(( (b - a) * 100 / $(getconf CLK_TCK) / 10 ))
+  echo "info: idle QEMU used $((b - a)) ticks in 10 s: $pct % of a core (the busy loop: ~100 %)"
+  [ "$pct" -le 10 ]
+}
+check "idle: QEMU at most 10 % of a host core over 10 s (wfi between polls)" t_idle
+SLEEP_MEDIAN=$(median_request)
+stop_qemu
+
+section "the busy-loop build: idle CPU and latency, for comparison"
+UART=$OUT/uart-busy.log
+boot "$UART" "$OUT/firmware-busy.elf"
+t_busy() {
+  local a b pct busy
+  first_answer "$BASE/" >/dev/null || { echo "the busy build does not answer"; return 1; }
+  a=$(cpu_ticks "$QEMU_PID"); sleep 5; b=$(cpu_ticks "$QEMU_PID")
+  pct=$(( (b - a) * 100 / $(getconf CLK_TCK) / 5 ))
+  busy=$(median_request)
+  echo "info: busy loop: idle $pct % of a core; median small request: sleeping $SLEEP_MEDIAN ms, busy $busy ms"
+  awk -v s="$SLEEP_MEDIAN" -v b="$busy" 'BEGIN { exit !(s <= b * 1.2 + 0.5) }'
+}
+check "a small request's median with sleep within 1.2x the busy loop's (+0.5 ms)" t_busy
+stop_qemu
+
+section "the clock across 2^32 ms (started 10 s before the old u32 wrap)"
+UART=$OUT/uart-wrap.log
+boot "$UART" "$OUT/firmware-wrap.elf"
+clock_ms() { ncurl "$BASE/board" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["clock_ms"], d["uptime_ms"])'; }
+t_wrap() {
+  local before after t0 t1 code
+  first_answer "$BASE/" >/dev/null || { echo "the wrap build does not answer"; cat "$UART"; return 1; }
+  before=$(clock_ms) || return 1
+  # A slow head opened just before the crossing must get its 408 5 s later, across it; an
+  # idle keep-alive connection must be closed 5 s after its response.
+  while [ "${before% *}" -lt $((WRAP_AT - 3000)) ]; do sleep 0.2; before=$(clock_ms) || return 1; done
+  echo "info: before: clock_ms ${before% *} uptime_ms ${before#* }"
+  ip netns exec "$NS" python3 - "$SERVER_IP" <<'PY' || return 1
+import socket, sys, time
+ip = sys.argv[1]
+slow = socket.create_connection((ip, 80), timeout=15)
+slow.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+idle = socket.create_connection((ip, 80), timeout=15)
+idle.sendall(b"GET /text/text.htm HTTP/1.1\r\nHost: t\r\n\r\n")
+t0 = time.time()
+got = b""
+while b"\r\n\r\n" not in got:
+    got += idle.recv(4096)
+# Read the idle connection until the server closes it, and the slow one until its 408.
+def until_close(s):
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            return data, time.time() - t0
+        data += b
+idle_data, idle_t = until_close(idle)
+slow_data, slow_t = until_close(slow)
+status = slow_data.split(b"\r\n")[0].decode(errors="replace")
+print(f"info: slow head: {status} after {slow_t:.1f} s; idle keep-alive closed after {idle_t:.1f} s")
+ok = slow_data.startswith(b"HTTP/1.1 408") and 4.0 <= slow_t <= 8.0 and 4.0 <= idle_t <= 8.0
+sys.exit(0 if ok else 1)
+PY
+  after=$(clock_ms) || return 1
+  echo "info: after: clock_ms ${after% *} uptime_ms ${after#* } (crossed $WRAP_AT)"
+  [ "${after% *}" -gt "$WRAP_AT" ] && [ "${after#* }" -gt "${before#* }" ] || return 1
+  ncurl -o "$TMPD/wrap-car" "$BASE/img/car.jpeg" && cmp -s "$TMPD/wrap-car" "$FS/img/car.jpeg"
+}
+check "files, a slow head's 408 after 5 s and an idle close after 5 s, across 2^32 ms" t_wrap
 stop_qemu
 
 section "firmware on tap0 with dnsmasq: the offered address"
