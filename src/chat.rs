@@ -296,8 +296,9 @@ const CREATED: u64 = 1;
 const STREAM: u64 = 2;
 /// The stream's first lines: how long the browser waits before it reconnects.
 const RETRY: &[u8] = b"retry: 2000\n\n";
-/// The stream's keep-alive, an SSE comment.
-const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+/// The stream's heartbeat: a named event (`ping`, data `{}`) rather than a comment, so a page's
+/// `EventSource` sees it too and can tell a live stream from a dead connection.
+const KEEP_ALIVE: &[u8] = b"event: ping\ndata: {}\n\n";
 
 impl<const M: usize> ChatRoom<M> {
     /// An empty room.

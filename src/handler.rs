@@ -204,7 +204,7 @@ pub trait Handler {
     /// Writes what a [`Body::Stream`] has ready after `token` into `out`, whole events only
     /// (what does not fit waits for the next call), moves `token` on past it, and returns the
     /// bytes written. `idle` says nothing was sent for `Config::stream_heartbeat`: write a
-    /// keep-alive then (an SSE comment line).
+    /// keep-alive then (the chat sends an SSE `ping` event).
     fn stream(&self, token: &mut Token, out: &mut [u8], idle: bool) -> usize {
         let _ = (token, out, idle);
         0

@@ -154,7 +154,7 @@ fn open_streams_allocate_nothing() {
     for &l in &listeners {
         let text = String::from_utf8_lossy(&sim.conns[l].received).to_string();
         assert!(
-            text.contains("id: 10\n") && text.contains(": keep-alive\n\n"),
+            text.contains("id: 10\n") && text.contains("event: ping\ndata: {}\n\n"),
             "{text}"
         );
     }

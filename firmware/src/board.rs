@@ -8,11 +8,7 @@ use smolhttpd::json::{Full, Sink};
 
 use crate::{clock, stack, SLOTS};
 
-/// The board this build is for, as `/board` names it.
-pub const NAME: &str = "mps2-an386";
-pub const CPU: &str = "cortex-m4";
-/// Core clock of the mps2 boards (SysTick counts it).
-pub const CORE_HZ: u32 = 25_000_000;
+pub use crate::bsp::{CPU, NAME};
 
 /// One rendered reply per slot.
 pub struct Board {

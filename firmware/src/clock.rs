@@ -13,7 +13,7 @@ use cortex_m::peripheral::SYST;
 use cortex_m_rt::exception;
 use smoltcp::time::Instant;
 
-use crate::board::CORE_HZ;
+use crate::bsp::CORE_HZ;
 
 static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(start_ms()));
 

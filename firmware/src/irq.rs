@@ -5,12 +5,11 @@
 
 use cortex_m_rt::exception;
 
-use crate::lan9118;
 use crate::regs::Reg;
 
 /// Unmasks (or masks) the NIC's interrupt in the NVIC.
 pub fn nic(on: bool) {
-    let n = usize::from(lan9118::IRQ);
+    let n = usize::from(crate::bsp::IRQ);
     // ISER (set-enable) or ICER (clear-enable), one bit per interrupt.
     let reg = if on { 0xE000_E100 } else { 0xE000_E180 };
     Reg(reg + 4 * (n / 32)).write(1 << (n % 32));
@@ -21,7 +20,7 @@ pub fn nic(on: bool) {
 /// interrupt context.
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
-    if irqn == lan9118::IRQ as i16 {
+    if irqn == crate::bsp::IRQ as i16 {
         nic(false);
     }
 }

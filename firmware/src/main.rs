@@ -16,11 +16,18 @@
 #![deny(unsafe_code)]
 
 mod board;
+mod bsp;
 mod clock;
 mod irq;
+#[cfg(not(feature = "lm3s6965"))]
 mod lan9118;
 mod regs;
 mod stack;
+#[cfg(feature = "lm3s6965")]
+mod stellaris;
+#[cfg(feature = "lm3s6965")]
+mod stellaris_uart;
+#[cfg(not(feature = "lm3s6965"))]
 mod uart;
 
 use core::fmt::Write as _;
@@ -45,14 +52,10 @@ mod site {
     include!(concat!(env!("OUT_DIR"), "/fs_image.rs"));
 }
 
-/// The firmware's sizes: 10 slots with 1 KiB request and 384-byte head buffers, 1 KiB
-/// receive and 2 KiB transmit buffers per socket, 32 chat messages.
+/// The firmware's sizes: 10 slots on every board; the buffers and the chat ring are the
+/// board's (see `bsp`).
 const SLOTS: usize = 10;
-const REQ: usize = 1024;
-const HEAD: usize = 384;
-const RX: usize = 1024;
-const TX: usize = 2048;
-const MESSAGES: usize = 32;
+use bsp::{HEAD, MESSAGES, REQ, RX, TX};
 const MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 /// Without a DHCP lease by then, the static address.
 const DHCP_WAIT: Duration = Duration::from_secs(3);
@@ -61,8 +64,8 @@ const STATIC_GW: Ipv4Address = Ipv4Address::new(192, 168, 69, 100);
 
 type Http = Server<'static, SLOTS, REQ, HEAD>;
 
-static STORAGE: ConstStaticCell<[SocketStorage<'static>; SLOTS + 1]> =
-    ConstStaticCell::new([SocketStorage::EMPTY; SLOTS + 1]);
+// SocketStorage::EMPTY is not all zero bits: built at start-up (in place), not in `.data`.
+static STORAGE: StaticCell<[SocketStorage<'static>; SLOTS + 1]> = StaticCell::new();
 static RX_BUF: ConstStaticCell<[u8; SLOTS * RX]> = ConstStaticCell::new([0; SLOTS * RX]);
 static TX_BUF: ConstStaticCell<[u8; SLOTS * TX]> = ConstStaticCell::new([0; SLOTS * TX]);
 static CHAT: ConstStaticCell<ChatRoom<MESSAGES>> = ConstStaticCell::new(ChatRoom::new());
@@ -72,16 +75,17 @@ static STATUS: StaticCell<StatusPage<SLOTS>> = StaticCell::new();
 static ROUTES: StaticCell<[Route<'static>; 4]> = StaticCell::new();
 static SLOT_MEM: ConstStaticCell<Slots<SLOTS, REQ, HEAD>> = ConstStaticCell::new(Slots::new());
 static SERVER: StaticCell<Http> = StaticCell::new();
-static DEVICE: StaticCell<Gate<lan9118::Lan9118, SLOTS>> = StaticCell::new();
+static DEVICE: StaticCell<Gate<bsp::Nic, SLOTS>> = StaticCell::new();
 
-static LOGGER: uart::Logger = uart::Logger;
+static LOGGER: bsp::console::Logger = bsp::console::Logger;
 
 #[entry]
 fn main() -> ! {
     stack::paint();
     let core = cortex_m::Peripherals::take().unwrap_or_else(|| halt("no core peripherals"));
+    bsp::init_clocks();
     clock::start(core.SYST);
-    uart::init();
+    bsp::console::init();
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
     log::info!(
@@ -91,8 +95,8 @@ fn main() -> ! {
         site::IMAGE_BYTES
     );
 
-    let nic = lan9118::Lan9118::new(MAC).unwrap_or_else(|e| {
-        log::error!("no LAN9118 (ID_REV {:#010x})", e.0);
+    let nic = bsp::Nic::new(MAC).unwrap_or_else(|e| {
+        log::error!("no network controller on {} ({:#010x})", board::NAME, e.0);
         halt("no network controller")
     });
     let device = DEVICE.init_with(|| Gate::new(nic));
@@ -100,7 +104,7 @@ fn main() -> ! {
 
     // Storage in statics, built in place (a value built on the stack and moved into a static
     // would cost its size in stack: the server alone is ~17 KB).
-    let storage = STORAGE.take();
+    let storage = STORAGE.init_with(|| [SocketStorage::EMPTY; SLOTS + 1]);
     let (rx, tx) = (RX_BUF.take(), TX_BUF.take());
     let status = STATUS.init_with(StatusPage::new);
     let routes = ROUTES.init_with(|| {
@@ -180,7 +184,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 fn sleep_until(wake: smoltcp::time::Instant) {
     loop {
         let woke = cortex_m::interrupt::free(|_| {
-            if lan9118::pending() || clock::now() >= wake {
+            if bsp::pending() || clock::now() >= wake {
                 return true;
             }
             // Unmasked inside the critical section: a frame that arrived since the check
@@ -224,10 +228,10 @@ fn halt(why: &str) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     match info.location() {
         Some(at) => {
-            let _ = writeln!(uart::Uart, "panic at {}:{}", at.file(), at.line());
+            let _ = writeln!(bsp::console::Uart, "panic at {}:{}", at.file(), at.line());
         }
         None => {
-            let _ = writeln!(uart::Uart, "panic");
+            let _ = writeln!(bsp::console::Uart, "panic");
         }
     }
     loop {

@@ -31,6 +31,8 @@ const MAX_STEPS: usize = 32;
 /// The body a slot is sending.
 #[derive(Debug, Clone, Copy)]
 enum Sending {
+    /// Nothing (a fresh slot; all-zero bits, so an array of slots can live in `.bss`).
+    Nothing,
     /// Static bytes, from an offset.
     Static { data: &'static [u8], sent: usize },
     /// Rendered by the handler of `route` again on each send, skipping what was sent.
@@ -103,6 +105,8 @@ pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
     /// server re-adds it to the socket set, so the next connection on it does not wait out
     /// that address's ARP silence (smoltcp keeps it per socket, across `listen`).
     pub(crate) renew: bool,
+    /// The server is stopping: a freed slot closes its socket instead of listening again.
+    stopping: bool,
     pub(crate) state: State,
     /// Request bytes read and not yet consumed.
     buf: heapless::Vec<u8, REQ>,
@@ -153,11 +157,12 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         handle: None,
         port: 0,
         renew: false,
+        stopping: false,
         state: State::Listen,
         buf: heapless::Vec::new(),
         out: heapless::Vec::new(),
         out_sent: 0,
-        body: Sending::Static { data: &[], sent: 0 },
+        body: Sending::Nothing,
         peer: None,
         requests: 0,
         log: LogLine::new(),
@@ -339,7 +344,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             return Some(Instant::ZERO);
         }
         match self.state {
-            State::Listen => None,
+            State::Listen | State::Off => None,
             // The RST normally leaves with the egress of the poll that aborted; the slot is
             // looked at again when it is time to give up on it.
             State::Reset { since } => Some(since + RESET_GIVE_UP),
@@ -391,7 +396,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         let _ = socket.listen(port);
         self.forget();
         self.renew = true;
-        self.set_state(State::Listen);
+        self.reopened(socket);
     }
 
     /// Frees the slot of a connection whose peer has acknowledged our FIN, and so every byte
@@ -407,7 +412,47 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         // Config::validate rejected port 0. Listening forgets the aborted connection.
         let _ = socket.listen(port);
         self.forget();
-        self.set_state(State::Listen);
+        self.reopened(socket);
+    }
+
+    /// After `listen()`: the slot listens, or, while the server stops, the socket is closed
+    /// for good (listening first forgot the old connection, so no RST goes out).
+    fn reopened(&mut self, socket: &mut tcp::Socket) {
+        if self.stopping {
+            socket.abort();
+            self.set_state(State::Off);
+        } else {
+            self.set_state(State::Listen);
+        }
+    }
+
+    /// The server stops (see [`crate::Server::shutdown`]): no new connection on this slot, an
+    /// open stream or an idle or unfinished request is closed now with a FIN, a response in
+    /// flight finishes and then closes; past the grace, whatever is left is aborted.
+    pub(crate) fn stop(&mut self, socket: &mut tcp::Socket, now: Instant, past_grace: bool) {
+        self.stopping = true;
+        match self.state {
+            State::Off | State::Reset { .. } => {}
+            State::Listen if socket.state() == tcp::State::Listen => {
+                socket.abort();
+                self.set_state(State::Off);
+            }
+            _ if past_grace => {
+                self.log.finish(self.peer, now, "cut: server stopped");
+                self.relisten(socket, self.port, now);
+            }
+            State::Listen => {}
+            State::Head { .. } | State::Body { .. } => self.close(socket, now),
+            State::Send { .. } if self.is_streaming() => {
+                self.log.finish(self.peer, now, "stream closed: server stopping");
+                self.close(socket, now);
+            }
+            State::Send { progress, .. } => self.set_state(State::Send {
+                progress,
+                keep_alive: false,
+            }),
+            State::Close { .. } => {}
+        }
     }
 
     fn forget(&mut self) {
@@ -445,7 +490,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         // Cannot fail: the socket is closed (or in TIME-WAIT, which listen() resets) and
         // Config::validate rejected port 0.
         let _ = socket.listen(port);
-        self.set_state(State::Listen);
+        self.reopened(socket);
     }
 
     /// After an egress: a reset slot's RST is out (or it waited long enough), so it listens
@@ -487,6 +532,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         let config = cx.config;
         match self.state {
             State::Reset { .. } => self.rearm(socket, config.port, now),
+            // Stopped for good.
+            State::Off => return Step::Wait(false),
             // A listening socket that left LISTEN got a SYN: a new connection.
             State::Listen => {
                 if socket.state() == tcp::State::Listen {
@@ -795,6 +842,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             }
         }
         let n = match &mut self.body {
+            Sending::Nothing => 0,
             Sending::Static { data, sent } => {
                 let n = socket.send_slice(&data[*sent..]).unwrap_or(0);
                 *sent += n;
@@ -855,6 +903,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     fn is_sent(&self) -> bool {
         self.out_sent == self.out.len()
             && match self.body {
+                Sending::Nothing => true,
                 Sending::Static { data, sent } => sent == data.len(),
                 Sending::Rendered { sent, len, .. } => sent == len,
                 Sending::Stream { .. } => false,
