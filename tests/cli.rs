@@ -131,3 +131,50 @@ fn the_chat_client_says_when_nothing_listens() {
     );
     assert!(err.contains("is smolhttpd running?"), "{err}");
 }
+
+#[test]
+fn a_gateway_outside_the_network_is_refused_in_one_line() {
+    let (code, err) = run(
+        SERVER,
+        &["--ip", "192.168.69.1/24", "--gateway", "10.0.0.1"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "smolhttpd: error: --gateway 10.0.0.1 is not in --ip 192.168.69.1/24's network"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_start_line_when_a_setup_step_fails() {
+    // The QEMU stream device needs no root; the pcap file cannot be created.
+    let dir = std::env::temp_dir().join(format!("smolhttpd-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("q.sock");
+    let out = Command::new(SERVER)
+        .args([
+            "--qemu-stream",
+            sock.to_str().unwrap(),
+            "--pcap",
+            "/nonexistent/dir/x.pcap",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stdout.contains("serving"),
+        "a start line before the error: {stdout}"
+    );
+    assert!(
+        stderr.contains("cannot create the pcap file /nonexistent/dir/x.pcap"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -108,6 +108,9 @@ pub enum State {
     /// out, or after [`crate::config::RESET_GIVE_UP`] when it cannot go out (the peer's
     /// address does not resolve: it could not receive it anyway).
     Reset { since: Instant },
+    /// The server has stopped this slot (see [`Server::shutdown`]): its socket is closed and
+    /// does not listen again.
+    Off,
 }
 
 /// A slot's state in one word, as `/status` shows it.
@@ -122,6 +125,8 @@ pub enum SlotState {
     /// Sending an open-ended stream.
     Stream,
     Close,
+    /// Stopped with the server.
+    Off,
 }
 
 impl SlotState {
@@ -135,6 +140,7 @@ impl SlotState {
             State::Body { .. } => SlotState::Body,
             State::Send { .. } => SlotState::Send,
             State::Close { .. } | State::Reset { .. } => SlotState::Close,
+            State::Off => SlotState::Off,
         }
     }
 
@@ -148,6 +154,7 @@ impl SlotState {
             SlotState::Send => "send",
             SlotState::Stream => "stream",
             SlotState::Close => "close",
+            SlotState::Off => "off",
         }
     }
 }
@@ -209,6 +216,8 @@ pub struct Server<
     started: Option<Instant>,
     /// A slot listens while SYNs wait at the gate: poll again at once to let one in.
     admit: bool,
+    /// [`Server::shutdown`]: when the grace for responses in flight ends.
+    stop_by: Option<Instant>,
 }
 
 impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ, HEAD> {
@@ -256,6 +265,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             wall_clock: None,
             started: None,
             admit: false,
+            stop_by: None,
         })
     }
 
@@ -279,6 +289,23 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
     /// carry a `Date` header. The core still reads no clock; it counts on from `at`.
     pub fn set_wall_clock(&mut self, unix_secs: u64, at: Instant) {
         self.wall_clock = Some((unix_secs, at));
+    }
+
+    /// Begins a clean stop, as a server that says goodbye: no new connections (a SYN finds no
+    /// listening socket and is answered with RST, so a client retries elsewhere or later), every
+    /// open stream is closed between events and every idle or unfinished request with a FIN,
+    /// responses in flight may finish for up to `grace` and then close; after the grace,
+    /// whatever is left is aborted (RST). Keep calling [`Server::poll`] (it sends the FINs) until
+    /// [`Server::is_stopped`], which takes at most `grace` plus [`crate::config::RESET_GIVE_UP`].
+    pub fn shutdown(&mut self, now: Instant, grace: Duration) {
+        if self.stop_by.is_none() {
+            self.stop_by = Some(now + grace);
+        }
+    }
+
+    /// True once every slot's socket is closed after [`Server::shutdown`].
+    pub fn is_stopped(&self) -> bool {
+        self.stop_by.is_some() && self.slots.iter().all(|s| s.state == State::Off)
     }
 
     /// Logs every response still being sent as cut, for a clean stop (Ctrl-C).
@@ -308,6 +335,12 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         iface.poll_maintenance(now);
         // A slot freed by an abort listens once its RST has gone out, after the egress; while
         // SYNs wait, more passes let them in within this poll (each pass frees a slot or ends).
+        if let Some(by) = self.stop_by {
+            for slot in self.slots.iter_mut() {
+                let socket = sockets.get_mut::<tcp::Socket>(slot.socket());
+                slot.stop(socket, now, now >= by);
+            }
+        }
         for _ in 0..=N {
             busy |= self.take_in(now, iface, device, sockets);
             while iface.poll_egress(now, device, sockets) == PollResult::SocketStateChanged {
@@ -347,7 +380,9 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
                 // Judged per frame from the sockets themselves: a SYN in this batch may have
                 // taken the last listening one.
                 let socket = |slot: &Slot<REQ, HEAD>| sockets.get::<tcp::Socket>(slot.socket());
-                let open = self.slots.iter().any(|s| socket(s).is_listening());
+                // While stopping, SYNs go through to the stack, which refuses them (RST).
+                let open =
+                    self.stop_by.is_some() || self.slots.iter().any(|s| socket(s).is_listening());
                 let known = self
                     .slots
                     .iter()
@@ -464,6 +499,9 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             return Some(now);
         }
         let mut at = iface.poll_at(now, sockets);
+        if let Some(by) = self.stop_by.filter(|_| !self.is_stopped()) {
+            at = Some(at.map_or(by, |a| a.min(by)));
+        }
         for slot in self.slots.iter() {
             if let Some(t) = slot.deadline(&self.config) {
                 at = Some(at.map_or(t, |a| a.min(t)));

@@ -11,7 +11,7 @@ use std::os::unix::io::RawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use clap::Parser;
@@ -261,11 +261,27 @@ impl WaitOn for qemu::Waiter {
 const OFFLOAD_TX_BUFFER: usize = 256 * 1024;
 
 fn run(mut args: Args) -> Result<(), String> {
-    let stop = Arc::new(AtomicBool::new(false));
+    match args.ip {
+        IpCidr::Ipv4(cidr) if !cidr.contains_addr(&args.gateway) => {
+            return Err(format!(
+                "--gateway {} is not in --ip {cidr}'s network, so the server could not reach it; \
+                 give a gateway on that network (the host side of the tap, like 192.168.69.100)",
+                args.gateway
+            ));
+        }
+        _ => {}
+    }
+    let stop = Arc::new(AtomicUsize::new(0));
     {
         let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+        ctrlc::set_handler(move || {
+            // The first signal starts the goodbye; a second one ends the process at once.
+            if stop.fetch_add(1, Ordering::SeqCst) >= 1 {
+                eprintln!("smolhttpd: second signal: exiting now");
+                std::process::exit(130);
+            }
+        })
+        .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
     let qemu_mtu = args.mtu.map_or(1500, |m| m as usize);
     if let Some(addr) = &args.qemu_stream {
@@ -325,9 +341,10 @@ fn start<D: Device, W: WaitOn>(
     wait: W,
     name: &str,
     hint: Option<&str>,
-    stop: &AtomicBool,
+    stop: &AtomicUsize,
 ) -> Result<(), String> {
-    println!(
+    // Printed once every step that can fail has succeeded: scripts wait for it.
+    let mut banner = format!(
         "smolhttpd: serving http://{}:{}/ on {name}, {} files, {:.1} MB, {SLOTS} slots",
         args.ip.address(),
         args.port,
@@ -335,23 +352,26 @@ fn start<D: Device, W: WaitOn>(
         site::IMAGE_BYTES as f64 / 1e6,
     );
     if let Some(hint) = hint {
-        println!("smolhttpd: start QEMU with: {hint}");
+        banner.push_str(&format!("\nsmolhttpd: start QEMU with: {hint}"));
     }
+    let banner = banner.as_str();
     let faults = args.drop_chance > 0 || args.corrupt_chance > 0;
     match (&args.pcap, faults) {
-        (None, false) => serve(args, dev, wait, stop),
-        (Some(path), false) => serve(args, pcap(dev, path)?, wait, stop),
+        (None, false) => serve(args, dev, wait, stop, banner),
+        (Some(path), false) => serve(args, pcap(dev, path)?, wait, stop, banner),
         (None, true) => serve(
             args,
             chaos(dev, args.drop_chance, args.corrupt_chance),
             wait,
             stop,
+            banner,
         ),
         (Some(path), true) => serve(
             args,
             chaos(pcap(dev, path)?, args.drop_chance, args.corrupt_chance),
             wait,
             stop,
+            banner,
         ),
     }
 }
@@ -378,7 +398,8 @@ fn serve<D: Device, W: WaitOn>(
     args: &Args,
     dev: D,
     wait: W,
-    stop: &AtomicBool,
+    stop: &AtomicUsize,
+    banner: &str,
 ) -> Result<(), String> {
     // The longest sleep, so a stop request is noticed promptly.
     const MAX_WAIT: Duration = Duration::from_millis(250);
@@ -386,6 +407,8 @@ fn serve<D: Device, W: WaitOn>(
     const HELD_WAIT: Duration = Duration::from_millis(100);
     // How often the wall clock is read again for `Date` (it may have been stepped).
     const WALL_EVERY: Duration = Duration::from_secs(10);
+    // How long responses in flight may take to finish after Ctrl-C or SIGTERM.
+    const GOODBYE: Duration = Duration::from_secs(3);
     let mut dev = Gate::new(dev);
     let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(args.mac));
     cfg.random_seed = std::time::SystemTime::now()
@@ -432,8 +455,22 @@ fn serve<D: Device, W: WaitOn>(
     // The wall clock, read again every few seconds, is only for `Date`.
     let mut wall_read: Option<Instant> = None;
 
-    while !stop.load(Ordering::SeqCst) {
+    println!("{banner}");
+    let mut stopping = false;
+    loop {
         let now = clock.now();
+        if !stopping && stop.load(Ordering::SeqCst) > 0 {
+            stopping = true;
+            server.shutdown(now, GOODBYE);
+            log::info!(
+                "stopping: saying goodbye to every connection (responses in flight get up to {} s; \
+                 Ctrl-C again quits at once)",
+                GOODBYE.secs()
+            );
+        }
+        if server.is_stopped() {
+            break;
+        }
         if wall_read.is_none_or(|t| now >= t + WALL_EVERY) {
             if let Some(unix) = Clock::unix_secs() {
                 server.set_wall_clock(unix, now);
