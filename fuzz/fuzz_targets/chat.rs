@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(!out.0.contains(&b'<') && !out.0.contains(&b'>'));
     let v: serde_json::Value = serde_json::from_slice(&out.0).expect("valid JSON");
     let messages = v["messages"].as_array().unwrap();
-    for (m, kept) in messages.iter().zip(chat.range(0, u32::MAX)) {
+    for (m, kept) in messages.iter().zip(chat.range(0, u64::MAX)) {
         assert_eq!(m["text"].as_str().unwrap(), kept.text.as_str());
         assert_eq!(m["name"].as_str().unwrap(), kept.name.as_str());
     }

@@ -444,7 +444,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             State::Listen => {}
             State::Head { .. } | State::Body { .. } => self.close(socket, now),
             State::Send { .. } if self.is_streaming() => {
-                self.log.finish(self.peer, now, "stream closed: server stopping");
+                self.log
+                    .finish(self.peer, now, "stream closed: server stopping");
                 self.close(socket, now);
             }
             State::Send { progress, .. } => self.set_state(State::Send {
