@@ -5,7 +5,8 @@
 //! header lines and a [`Body`] that is either static bytes or rendered on demand. The server
 //! does all of HTTP around it: HEAD, `Range`/`If-Range`, `If-None-Match` and 304 when the reply
 //! names an ETag, keep-alive, pipelining, deadlines and every error status. A handler never
-//! writes raw HTTP, never allocates and cannot hold a slot: it returns, and the server sends.
+//! writes raw HTTP and never allocates: it returns, and the server sends (only a `Body::Stream`
+//! keeps its slot, for as long as the stream is open).
 //!
 //! A [`Router`] is a list of [`Route`]s the caller lends (like smoltcp's `SocketSet`): each is
 //! a set of [`Methods`], an exact path or a path prefix, and a handler. The first route whose
@@ -44,7 +45,6 @@ pub enum Body {
 }
 
 impl Body {
-    /// The body's length in bytes.
     /// The body's length in bytes (0 for a stream, whose length is not known).
     pub const fn len(&self) -> usize {
         match self {

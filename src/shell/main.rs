@@ -56,7 +56,7 @@ struct Args {
     #[arg(long, value_name = "LOCAL,REMOTE", conflicts_with = "tap")]
     qemu_dgram: Option<DgramAddrs>,
     /// The server's own address and prefix (the smoltcp side of the tap).
-    #[arg(long, default_value = "192.168.69.1/24", value_parser = parse_cidr)]
+    #[arg(long, value_name = "CIDR", default_value = "192.168.69.1/24", value_parser = parse_cidr)]
     ip: IpCidr,
     /// Default gateway (the host side of the tap).
     #[arg(long, default_value = "192.168.69.100")]
@@ -209,7 +209,8 @@ fn open_tap(name: &str, mtu: Option<u32>, offload: bool) -> Result<TapDevice, St
     };
     opened.map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => format!(
-            "no permission to open TAP '{name}'; recreate it owned by you: sudo scripts/tap-up.sh {name}"
+            "no permission to open TAP '{name}' (it belongs to another user); recreate it owned by you: \
+             sudo scripts/tap-down.sh {name} && sudo scripts/tap-up.sh {name}"
         ),
         _ if e.raw_os_error() == Some(16) => {
             format!("TAP '{name}' is in use by another program (is smolhttpd already running?)")
