@@ -19,6 +19,10 @@ fn main() {
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-env-changed=SMOLHTTPD_FS_IMAGE");
     println!("cargo:rerun-if-env-changed=SMOLHTTPD_FW_CLOCK_START_MS");
+    // defmt's linker script (its crate puts it on the search path) keeps the format strings.
+    if std::env::var_os("CARGO_FEATURE_DEFMT").is_some() {
+        println!("cargo:rustc-link-arg=-Tdefmt.x");
+    }
     // lm3s6965's 256 KB of flash holds the code and the seed's files without the two videos
     // (2 MB); mps2's 4 MiB holds all of fs_image/.
     let dir = match std::env::var_os("SMOLHTTPD_FS_IMAGE") {

@@ -31,6 +31,7 @@ set -uo pipefail
 OUT=${FIRMWARE_OUT:-target/firmware}
 NS=smolhttpd-fw-$$
 ELF=firmware/target/thumbv7em-none-eabihf/release/smolhttpd-firmware
+ELF_BUILT=$ELF
 QEMU_PID=
 CURL_LIMITS=(--connect-timeout 5 --max-time 30)
 need_root "it creates a network namespace and a tap"
@@ -98,6 +99,7 @@ t_size() {
   (cd firmware && SMOLHTTPD_FS_IMAGE="$TMPD/one" cargo build --release -q) || return 1
   cp "$ELF" "$OUT/firmware-one-file.elf"
   sizes=$(elf_sizes "$OUT/firmware-one-file.elf"); flash=${sizes% *}; ram=${sizes#* }
+  echo "$flash" >"$TMPD/log-flash"
   echo "info: flash (text + rodata) $flash bytes, RAM (data + bss) $ram bytes"
   [ "$flash" -le 65536 ] || echo "info: flash is over the 64 KB goal by $((flash - 65536)) bytes"
   [ "$flash" -le 98304 ] && [ "$ram" -le 98304 ]
@@ -354,6 +356,34 @@ check "lm3s6965: $SPEED_FILE (the largest file) byte-exact, MB/s" t_speed
 ncurl -s -o /dev/null -H 'Range: bytes=100-200' "$BASE/$SPEED_FILE"
 check "lm3s6965: RAM = data + bss + stack peak within its 64 KB SRAM" t_ram 65536
 stop_qemu
+
+section "the defmt build: binary log frames on UART0, read on the host with defmt-print"
+t_defmt() {
+  local sizes flash uart=$OUT/uart.defmt
+  command -v defmt-print >/dev/null || timeout 900 cargo install --quiet --locked defmt-print ||
+    { echo "cargo install defmt-print failed"; return 1; }
+  (cd firmware && SMOLHTTPD_FS_IMAGE="$TMPD/one" cargo build --release -q --features defmt) || return 1
+  sizes=$(elf_sizes "$ELF_BUILT"); flash=${sizes% *}
+  echo "info: flash with a one-file image: defmt $flash bytes, log $(cat "$TMPD/log-flash" 2>/dev/null) bytes"
+  (cd firmware && cargo build --release -q --features defmt) || return 1
+  cp "$ELF_BUILT" "$OUT/firmware-defmt.elf"
+  stop_qemu
+  ip netns exec "$NS" timeout -k 5 120 qemu-system-arm -M mps2-an386 -display none -no-reboot \
+    -nic tap,ifname=tap0,script=no,downscript=no,model=lan9118,mac=02:00:00:00:00:01 \
+    -serial "file:$uart" -kernel "$OUT/firmware-defmt.elf" </dev/null >/dev/null 2>&1 &
+  QEMU_PID=$!
+  BOOT_T0=$(date +%s.%N)
+  first_answer "$BASE/index.html" >/dev/null || { echo "the defmt build does not answer"; return 1; }
+  ncurl -o /dev/null "$BASE/text/text.htm" || return 1
+  stop_qemu
+  # defmt-print -e ELF < uart.defmt: what a user runs on the host.
+  defmt-print -e "$OUT/firmware-defmt.elf" <"$uart" >"$OUT/uart-defmt.txt" 2>&1
+  sed 's/^/info: /' "$OUT/uart-defmt.txt" | head -n 8
+  grep -q 'address 192.168.69.1/24 (static' "$OUT/uart-defmt.txt" &&
+    grep -q 'GET /text/text.htm 200' "$OUT/uart-defmt.txt"
+}
+MACHINE=mps2-an386 NIC_MODEL=lan9118 FS=fs_image
+check_here "defmt build: its log, decoded by defmt-print, has the address and the access log" t_defmt
 
 section "firmware on tap0 with dnsmasq: the offered address"
 UART=$OUT/uart-dhcp.log

@@ -369,7 +369,7 @@ impl<const M: usize> Handler for ChatRoom<M> {
             }
             return Ok(match self.chat.post(req.body) {
                 Ok(id) => {
-                    log::info!("chat: message {id} posted");
+                    crate::logging::info!("chat: message {id} posted");
                     let mut c = Counter(0);
                     let _ = Self::created(id, &mut c);
                     let body = Body::Rendered {

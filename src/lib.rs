@@ -74,6 +74,7 @@ pub mod gate;
 pub mod handler;
 pub mod http;
 pub mod json;
+mod logging;
 pub mod server;
 #[cfg(feature = "status")]
 pub mod status;

@@ -18,6 +18,8 @@
 mod board;
 mod bsp;
 mod clock;
+#[cfg(feature = "defmt")]
+mod defmt_log;
 mod irq;
 #[cfg(not(feature = "lm3s6965"))]
 mod lan9118;
@@ -77,7 +79,10 @@ static SLOT_MEM: ConstStaticCell<Slots<SLOTS, REQ, HEAD>> = ConstStaticCell::new
 static SERVER: StaticCell<Http> = StaticCell::new();
 static DEVICE: StaticCell<Gate<bsp::Nic, SLOTS>> = StaticCell::new();
 
+#[cfg(not(feature = "defmt"))]
 static LOGGER: bsp::console::Logger = bsp::console::Logger;
+#[cfg(feature = "defmt")]
+static LOGGER: defmt_log::LogToDefmt = defmt_log::LogToDefmt;
 
 #[entry]
 fn main() -> ! {

@@ -25,15 +25,21 @@ pub struct Uart;
 
 impl Write for Uart {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            while STATE.read() & TX_FULL != 0 {}
-            DATA.write(u32::from(b));
-        }
+        write_bytes(s.as_bytes());
         Ok(())
     }
 }
 
-/// `log` to the UART: `[   1.234] INFO  message`.
+/// Writes raw bytes (text, or defmt's binary frames) to UART0.
+pub fn write_bytes(bytes: &[u8]) {
+    for &b in bytes {
+        while STATE.read() & TX_FULL != 0 {}
+        DATA.write(u32::from(b));
+    }
+}
+
+/// `log` to the UART: `[   1.234] INFO  message` (unused in the defmt build).
+#[cfg_attr(feature = "defmt", allow(dead_code))]
 pub struct Logger;
 
 impl log::Log for Logger {

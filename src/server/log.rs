@@ -53,7 +53,7 @@ impl LogLine {
         if self.status == 0 {
             return;
         }
-        log::info!(
+        crate::logging::info!(
             "{} {} {} {} {} {}ms{}{}",
             PeerDisplay(peer),
             self.method,

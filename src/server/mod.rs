@@ -391,7 +391,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
                 let result = iface.poll_ingress_single(now, device, sockets);
                 if device.take_held() {
                     self.stats.held_off += 1;
-                    ::log::debug!("all {N} slots busy: SYN held off");
+                    crate::logging::debug!("all {N} slots busy: SYN held off");
                 }
                 match result {
                     PollIngressSingleResult::None => break,

@@ -102,12 +102,12 @@ pub(crate) fn answer(
     };
     let reply = match router.handle(route, &full, cx) {
         Ok(reply) if reply.overflow => {
-            log::error!("{}: reply headers overflow, answered 500", path);
+            crate::logging::error!("{}: reply headers overflow, answered 500", path);
             Reply::error(Status::InternalServerError)
         }
         Ok(reply) => reply,
         Err(e) => {
-            log::error!("{}: handler failed: {e}", path);
+            crate::logging::error!("{}: handler failed: {e}", path);
             Reply::error(Status::InternalServerError)
         }
     };

@@ -268,7 +268,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     /// Makes room for a waiting client now.
     pub(crate) fn evict(&mut self, why: Evict, socket: &mut tcp::Socket, cx: &mut Cx) {
         let now = cx.now;
-        log::info!(
+        crate::logging::info!(
             "{}: {} closed for a waiting client",
             self.peer(),
             match why {
@@ -330,7 +330,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     }
 
     fn set_state(&mut self, new: State) {
-        log::trace!("slot {}: {:?} => {:?}", self.index, self.state, new);
+        crate::logging::trace!("slot {}: {:?} => {:?}", self.index, self.state, new);
         self.state = new;
     }
 
@@ -389,7 +389,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     /// Drops a half-open handshake without a RST (there is no connection to tell, and the peer
     /// may not even exist): the socket forgets it and listens again at once.
     fn drop_half_open(&mut self, socket: &mut tcp::Socket, port: u16) {
-        log::debug!("{}: half-open handshake dropped", self.peer());
+        crate::logging::debug!("{}: half-open handshake dropped", self.peer());
         socket.abort();
         // Cannot fail: the socket is closed and Config::validate rejected port 0. Listening
         // forgets the connection before a RST is sent.
@@ -482,7 +482,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         }
         if rst_pending {
             self.renew = true;
-            log::debug!(
+            crate::logging::debug!(
                 "slot {}: its RST could not be sent within {} ms (unreachable peer); listening again",
                 self.index,
                 RESET_GIVE_UP.total_millis()
@@ -567,7 +567,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                         self.close(socket, now);
                     } else if now >= idle_since + config.idle_timeout {
                         cx.stats.timeouts += 1;
-                        log::debug!("{}: idle connection closed", self.peer());
+                        crate::logging::debug!("{}: idle connection closed", self.peer());
                         self.close(socket, now);
                     }
                     return Step::Wait(self.state != before || read > 0);
@@ -635,7 +635,10 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 let sent = match self.write(socket, cx.router, now, config) {
                     Ok(n) => n,
                     Err(Stale) => {
-                        log::debug!("{}: rendered body outrun by its data, aborted", self.peer());
+                        crate::logging::debug!(
+                            "{}: rendered body outrun by its data, aborted",
+                            self.peer()
+                        );
                         self.log.finish(self.peer, now, "aborted");
                         self.relisten(socket, config.port, now);
                         return Step::Wait(true);
@@ -672,7 +675,10 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     self.log.finish(self.peer, now, "send timeout");
                     self.relisten(socket, config.port, now);
                 } else if self.render_stuck(socket) {
-                    log::error!("{}: handler rendered less than its length", self.peer());
+                    crate::logging::error!(
+                        "{}: handler rendered less than its length",
+                        self.peer()
+                    );
                     cx.stats.server_errors += 1;
                     self.log.finish(self.peer, now, "aborted: short body");
                     self.relisten(socket, config.port, now);
@@ -714,7 +720,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     }
                     _ if now >= progress + config.send_timeout => {
                         cx.stats.timeouts += 1;
-                        log::debug!("{}: close made no progress, aborted", self.peer());
+                        crate::logging::debug!("{}: close made no progress, aborted", self.peer());
                         self.relisten(socket, config.port, now);
                     }
                     _ => {}
@@ -754,7 +760,10 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     // Judged after reading: a body complete by now is answered, late or not.
                     State::Body { started, .. } if now >= started + cx.config.body_deadline => {
                         cx.stats.timeouts += 1;
-                        log::debug!("{}: request body not complete in time", self.peer());
+                        crate::logging::debug!(
+                            "{}: request body not complete in time",
+                            self.peer()
+                        );
                         self.reject(socket, cx, Status::RequestTimeout);
                         return Step::Wait(true);
                     }
@@ -772,7 +781,11 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         let mut answer = answer;
         if matches!(answer.reply.body, Body::Stream { .. }) && req.method != Method::Head {
             if cx.streams >= cx.config.max_streams {
-                log::debug!("{}: {} streams open, answered 503", self.peer(), cx.streams);
+                crate::logging::debug!(
+                    "{}: {} streams open, answered 503",
+                    self.peer(),
+                    cx.streams
+                );
                 answer.reply = Reply::error(Status::ServiceUnavailable).header("Retry-After", 5);
             } else {
                 cx.streams += 1;
@@ -793,7 +806,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             && !stream;
         if make_room {
             cx.room_wanted -= 1;
-            log::debug!(
+            crate::logging::debug!(
                 "{}: closes after this response for a waiting client",
                 self.peer()
             );
@@ -1006,7 +1019,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         }
         if !respond::write_head(&mut self.out, &answer, length, keep_alive, version, cx.unix) {
             // Handler headers that overflow the head buffer: say so rather than send half.
-            log::error!(
+            crate::logging::error!(
                 "{}: response head over {HEAD} bytes, answered 500",
                 self.peer()
             );
