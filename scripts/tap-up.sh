@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
-# tap-up.sh [TAP] — create (or refresh) the TAP interface smolhttpd talks through.
+# tap-up.sh [--publish PORT] [TAP] — create (or refresh) the TAP interface smolhttpd talks
+# through.
 #
 #   TAP        interface name (default tap0)
 #   HOST_CIDR  address of the kernel side of the tap (default 192.168.69.100/24)
 #   MTU        link MTU (default 1500)
+#   --publish PORT  also make HOST_ADDRESS:PORT, on every address of this host, reach the
+#              server's port 80 (SERVER_IP, default 192.168.69.1) from other machines: an
+#              nftables table of its own (`ip smolhttpd_TAP`: DNAT in prerouting, and in output
+#              for this host's own connections to its LAN address) and IPv4 forwarding on. The
+#              client's own address stays visible to the server (no masquerade: the server's
+#              default route is this host). tap-down.sh removes the table and turns forwarding
+#              back off if this script turned it on.
 #
 # The tap is owned by $SUDO_USER (root if unset), so `cargo run` needs no root
 # afterwards. Safe to run twice: an existing tap just gets its address, MTU and
 # state re-applied. Works unchanged under `ip netns exec NS`.
 set -euo pipefail
 
+PUBLISH=
+if [ "${1:-}" = --publish ]; then
+  [ $# -ge 2 ] || { echo "tap-up: --publish needs a PORT" >&2; exit 1; }
+  PUBLISH=$2
+  shift 2
+fi
 TAP=${1:-tap0}
+SERVER_IP=${SERVER_IP:-192.168.69.1}
 HOST_CIDR=${HOST_CIDR:-192.168.69.100/24}
 MTU=${MTU:-1500}
 OWNER=${SUDO_USER:-root}
@@ -54,3 +69,29 @@ done
 ip link set dev "$TAP" up
 
 echo "tap-up: $TAP ready: host $HOST_CIDR, mtu $MTU, owner $OWNER"
+
+if [ -n "$PUBLISH" ]; then
+  case $PUBLISH in ''|*[!0-9]*) die "--publish PORT must be a port number, got '$PUBLISH'";; esac
+  [ "$PUBLISH" -ge 1 ] && [ "$PUBLISH" -le 65535 ] || die "--publish PORT must be 1-65535"
+  command -v nft >/dev/null || die "'nft' not found: apt-get install nftables"
+  table="smolhttpd_${TAP//[^a-zA-Z0-9_]/_}"
+  # Per network namespace (sysctls are), so two namespaces never mix their notes.
+  state=/run/smolhttpd-$TAP-$(stat -L -c %i /proc/self/ns/net).forward
+  # Remember whether forwarding was off, once (a second run must not forget it).
+  [ -e "$state" ] || cat /proc/sys/net/ipv4/ip_forward >"$state"
+  echo 1 >/proc/sys/net/ipv4/ip_forward
+  nft delete table ip "$table" 2>/dev/null || true
+  printf '%s\n' \
+    "table ip $table {" \
+    "  chain prerouting {" \
+    "    type nat hook prerouting priority -100; policy accept;" \
+    "    fib daddr type local tcp dport $PUBLISH dnat to $SERVER_IP:80" \
+    "  }" \
+    "  chain output {" \
+    "    type nat hook output priority -100; policy accept;" \
+    "    fib daddr type local ip daddr != 127.0.0.0/8 tcp dport $PUBLISH dnat to $SERVER_IP:80" \
+    "  }" \
+    "}" | nft -f -
+  echo "tap-up: published: port $PUBLISH on every address of this host reaches" \
+    "http://$SERVER_IP:80/ (nft table ip $table; IPv4 forwarding on, was $(cat "$state"))"
+fi

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use clap::Parser;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::phy::{Device, FaultInjector, PcapMode, PcapWriter};
+use smoltcp::socket::dhcpv4;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
@@ -55,9 +56,11 @@ struct Args {
     /// and send to REMOTE (both IP:PORT, or both unix socket paths).
     #[arg(long, value_name = "LOCAL,REMOTE", conflicts_with = "tap")]
     qemu_dgram: Option<DgramAddrs>,
-    /// The server's own address and prefix (the smoltcp side of the tap).
-    #[arg(long, value_name = "CIDR", default_value = "192.168.69.1/24", value_parser = parse_cidr)]
-    ip: IpCidr,
+    /// The server's own address and prefix (the smoltcp side of the tap), or `dhcp`: take one
+    /// from a DHCP server on the link (a tap bridged onto a LAN), and 192.168.69.1/24 with
+    /// --gateway when none answers within 3 s.
+    #[arg(long, value_name = "CIDR|dhcp", default_value = "192.168.69.1/24", value_parser = parse_ip)]
+    ip: IpChoice,
     /// Default gateway (the host side of the tap).
     #[arg(long, default_value = "192.168.69.100")]
     gateway: Ipv4Address,
@@ -123,10 +126,49 @@ fn deadline(s: &str) -> Result<u64, String> {
     }
 }
 
-fn parse_cidr(s: &str) -> Result<IpCidr, String> {
+/// `--ip`: a static address, or DHCP with the default static address as the fallback.
+#[derive(Clone, Copy, Debug)]
+enum IpChoice {
+    Static(IpCidr),
+    Dhcp,
+}
+
+impl IpChoice {
+    /// The static address, or DHCP's fallback.
+    fn fixed(&self) -> IpCidr {
+        match self {
+            IpChoice::Static(c) => *c,
+            IpChoice::Dhcp => IpCidr::new(Ipv4Address::new(192, 168, 69, 1).into(), 24),
+        }
+    }
+}
+
+fn parse_ip(s: &str) -> Result<IpChoice, String> {
+    if s.eq_ignore_ascii_case("dhcp") {
+        return Ok(IpChoice::Dhcp);
+    }
     match s.parse::<IpCidr>() {
-        Ok(c @ IpCidr::Ipv4(_)) if c.prefix_len() > 0 && c.prefix_len() < 32 => Ok(c),
-        _ => Err("expected an IPv4 address with prefix, like 192.168.69.1/24".into()),
+        Ok(c @ IpCidr::Ipv4(_)) if c.prefix_len() > 0 && c.prefix_len() < 32 => {
+            Ok(IpChoice::Static(c))
+        }
+        _ => Err("expected an IPv4 address with prefix, like 192.168.69.1/24, or dhcp".into()),
+    }
+}
+
+/// How long `--ip dhcp` waits for a lease before it takes the fallback address.
+const DHCP_WAIT: Duration = Duration::from_secs(3);
+
+/// Sets the interface's one address and default route.
+fn use_address(iface: &mut Interface, cidr: IpCidr, gateway: Option<Ipv4Address>) {
+    iface.update_ip_addrs(|addrs| {
+        addrs.clear();
+        // Cannot fail: the list is empty and holds at least one address.
+        let _ = addrs.push(cidr);
+    });
+    iface.routes_mut().remove_default_ipv4_route();
+    if let Some(gw) = gateway {
+        // Cannot fail: the table was just emptied of its default route.
+        let _ = iface.routes_mut().add_default_ipv4_route(gw);
     }
 }
 
@@ -262,7 +304,7 @@ impl WaitOn for qemu::Waiter {
 const OFFLOAD_TX_BUFFER: usize = 256 * 1024;
 
 fn run(mut args: Args) -> Result<(), String> {
-    match args.ip {
+    match args.ip.fixed() {
         IpCidr::Ipv4(cidr) if !cidr.contains_addr(&args.gateway) => {
             return Err(format!(
                 "--gateway {} is not in --ip {cidr}'s network, so the server could not reach it; \
@@ -345,13 +387,24 @@ fn start<D: Device, W: WaitOn>(
     stop: &AtomicUsize,
 ) -> Result<(), String> {
     // Printed once every step that can fail has succeeded: scripts wait for it.
-    let mut banner = format!(
-        "smolhttpd: serving http://{}:{}/ on {name}, {} files, {:.1} MB, {SLOTS} slots",
-        args.ip.address(),
-        args.port,
+    let site = format!(
+        "{} files, {:.1} MB, {SLOTS} slots",
         site::FILES.len(),
-        site::IMAGE_BYTES as f64 / 1e6,
+        site::IMAGE_BYTES as f64 / 1e6
     );
+    let mut banner = match args.ip {
+        IpChoice::Static(c) => format!(
+            "smolhttpd: serving http://{}:{}/ on {name}, {site}",
+            c.address(),
+            args.port
+        ),
+        IpChoice::Dhcp => format!(
+            "smolhttpd: serving on {name} at an address from DHCP (else http://{}:{}/ after {} s), {site}",
+            args.ip.fixed().address(),
+            args.port,
+            DHCP_WAIT.secs()
+        ),
+    };
     if let Some(hint) = hint {
         banner.push_str(&format!("\nsmolhttpd: start QEMU with: {hint}"));
     }
@@ -419,17 +472,13 @@ fn serve<D: Device, W: WaitOn>(
     // Monotonic: a wall clock stepped back must not put every TCP timer in the future.
     let clock = Clock::new();
     let mut iface = Interface::new(cfg, &mut dev, clock.now());
-    iface.update_ip_addrs(|addrs| {
-        // Cannot fail: the list is empty and holds at least one address.
-        let _ = addrs.push(args.ip);
-    });
-    iface
-        .routes_mut()
-        .add_default_ipv4_route(args.gateway)
-        .map_err(|_| "cannot add the default route".to_string())?;
+    if let IpChoice::Static(cidr) = args.ip {
+        use_address(&mut iface, cidr, Some(args.gateway));
+    }
 
     // Storage lent to the server; it lives as long as this function.
-    let mut storage = [SocketStorage::EMPTY; SLOTS];
+    // The slots, and a DHCP client beside them with `--ip dhcp`.
+    let mut storage = [SocketStorage::EMPTY; SLOTS + 1];
     let mut rx = vec![0u8; SLOTS * args.rx_buffer];
     let mut tx = vec![0u8; SLOTS * args.tx_buffer.unwrap_or(config::TX_BUFFER)];
     let mut chat = ChatRoom::<{ chat::MESSAGES }>::new();
@@ -450,6 +499,7 @@ fn serve<D: Device, W: WaitOn>(
     let mut sockets = SocketSet::new(&mut storage[..]);
     let mut slots = Box::new(Slots::<SLOTS>::new());
     let router = Router::new(&mut routes[..]);
+    let dhcp = matches!(args.ip, IpChoice::Dhcp).then(|| sockets.add(dhcpv4::Socket::new()));
     let mut server: Server<SLOTS> =
         Server::new(router, &mut sockets, &mut rx, &mut tx, &mut slots, config)
             .map_err(|e| e.to_string())?;
@@ -458,6 +508,10 @@ fn serve<D: Device, W: WaitOn>(
 
     println!("{banner}");
     let mut stopping = false;
+    let mut lease = Lease {
+        started: clock.now(),
+        state: LeaseState::Waiting,
+    };
     loop {
         let now = clock.now();
         if !stopping && stop.load(Ordering::SeqCst) > 0 {
@@ -479,6 +533,14 @@ fn serve<D: Device, W: WaitOn>(
             wall_read = Some(now);
         }
         server.poll(now, &mut iface, &mut dev, &mut sockets);
+        if let Some(handle) = dhcp {
+            lease.follow(
+                sockets.get_mut::<dhcpv4::Socket>(handle),
+                &mut iface,
+                now,
+                args,
+            );
+        }
         let interest = wait.interest();
         let mut delay = server
             .poll_delay(clock.now(), &mut iface, &sockets)
@@ -503,6 +565,67 @@ fn serve<D: Device, W: WaitOn>(
         s.connections, s.requests, s.bytes, c.held, c.dropped, c.unplugged
     );
     Ok(())
+}
+
+/// `--ip dhcp`: what the DHCP client has given so far.
+struct Lease {
+    started: Instant,
+    state: LeaseState,
+}
+
+#[derive(PartialEq)]
+enum LeaseState {
+    /// No answer yet, no fallback yet.
+    Waiting,
+    /// The fallback address, still asking.
+    Fallback,
+    /// A lease: the address in use.
+    Leased(IpCidr),
+}
+
+impl Lease {
+    /// Applies what the DHCP socket says (a lease, a renewal with another address, a lost
+    /// lease) and takes the fallback address after [`DHCP_WAIT`]; each change is logged.
+    fn follow(
+        &mut self,
+        socket: &mut dhcpv4::Socket,
+        iface: &mut Interface,
+        now: Instant,
+        args: &Args,
+    ) {
+        match socket.poll() {
+            Some(dhcpv4::Event::Configured(config)) => {
+                let cidr = IpCidr::Ipv4(config.address);
+                if self.state != LeaseState::Leased(cidr) {
+                    use_address(iface, cidr, config.router);
+                    log::info!(
+                        "address {cidr} from DHCP (router {}), serving http://{}:{}/",
+                        config.router.map_or("none".to_string(), |r| r.to_string()),
+                        cidr.address(),
+                        args.port
+                    );
+                    self.state = LeaseState::Leased(cidr);
+                }
+            }
+            // Also the socket's first word, before any lease: nothing to undo then.
+            Some(dhcpv4::Event::Deconfigured) if matches!(self.state, LeaseState::Leased(_)) => {
+                let fixed = args.ip.fixed();
+                use_address(iface, fixed, Some(args.gateway));
+                log::warn!("DHCP lease lost; serving on {fixed} until a new one comes");
+                self.state = LeaseState::Fallback;
+            }
+            _ => {}
+        }
+        if self.state == LeaseState::Waiting && now >= self.started + DHCP_WAIT {
+            let fixed = args.ip.fixed();
+            use_address(iface, fixed, Some(args.gateway));
+            log::info!(
+                "no DHCP answer in {} s: serving on {fixed} (still asking)",
+                DHCP_WAIT.secs()
+            );
+            self.state = LeaseState::Fallback;
+        }
+    }
 }
 
 // ------------------------------------------------------------------ QEMU addresses
