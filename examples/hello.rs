@@ -71,10 +71,20 @@ fn main() {
             }
         }
     }
+    // Opening a tap that does not exist would create one (as root): say how to make it instead.
+    if !std::path::Path::new("/sys/class/net").join(&tap).exists() {
+        eprintln!("hello: there is no TAP interface '{tap}'; create it with: sudo scripts/tap-up.sh {tap}");
+        std::process::exit(1);
+    }
     let dev = TapDevice::open(&tap, 1500).unwrap_or_else(|e| {
-        eprintln!(
-            "hello: cannot open tap '{tap}': {e} (create it with: sudo scripts/tap-up.sh {tap})"
-        );
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                "no permission for /dev/net/tun or the tap: sudo chmod 0666 /dev/net/tun, or \
+                 recreate the tap as you (sudo scripts/tap-down.sh && sudo scripts/tap-up.sh)"
+            }
+            _ => "is it a tap made by scripts/tap-up.sh?",
+        };
+        eprintln!("hello: cannot open tap '{tap}': {e} ({hint})");
         std::process::exit(1);
     });
     let fd = dev.fd();

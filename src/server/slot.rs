@@ -941,6 +941,11 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
 
     /// Answers a request that could not be parsed or came too slowly, then closes.
     fn reject(&mut self, socket: &mut tcp::Socket, cx: &mut Cx, status: Status) {
+        crate::logging::debug!(
+            "{}: bad, too large or too slow request, answered {}",
+            self.peer(),
+            status.code()
+        );
         let req = Request::EMPTY;
         // The log line names the method and target when the request line got that far.
         let (method, target) = http::line_start(&self.buf);

@@ -110,8 +110,8 @@ struct Args {
     /// Seconds an idle connection (no request yet, or between requests) is kept open.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.idle_timeout.secs(), value_parser = deadline)]
     idle_timeout: u64,
-    /// Seconds a response may make no progress before it is aborted (raise these four on
-    /// lossy links: TCP's retransmission backoff is 1, 2, 4, 8 s).
+    /// Seconds a response may make no progress before it is aborted (raise these five on
+    /// lossy links: TCP's retransmission backoff is 1, 2, 4, 8, 16 s).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULTS.send_timeout.secs(), value_parser = deadline)]
     send_timeout: u64,
 }
