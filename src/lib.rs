@@ -54,7 +54,8 @@
 //! Layers, bottom up: [`gate`] (holds off SYNs no slot can take) -> [`http`] (request heads)
 //! -> [`handler`] (routes, requests, replies) -> [`server`] (slots and their state machine).
 //! What is served: [`files`], [`chat`] (feature `chat`), [`status`] (feature `status`),
-//! [`site`] (the built-in image, feature `site`). The std shell (TAP device, CLI, QEMU
+//! [`site`] (the built-in image, feature `site`); beside them, [`mdns`] answers for
+//! `NAME.local` on the same interface (feature `mdns`). The std shell (TAP device, CLI, QEMU
 //! devices, chat client) lives in `src/shell/`; only [`tap`] and [`clock`] of it are in the library.
 //!
 //! Sizes are yours: `Server<N, REQ, HEAD>` takes the slot count and the request and response
@@ -75,6 +76,8 @@ pub mod handler;
 pub mod http;
 pub mod json;
 mod logging;
+#[cfg(feature = "mdns")]
+pub mod mdns;
 pub mod server;
 #[cfg(feature = "status")]
 pub mod status;
