@@ -180,5 +180,58 @@ check_here "--ip dhcp takes dnsmasq's address and serves there" t_dhcp
 check_here "--ip dhcp with no DHCP server: 192.168.69.1/24 after 3 s" t_fallback
 stop_server
 
+section "a name on the link: smolhttpd.local by mDNS, and a second server renamed"
+# Two servers on one link (a bridge with two taps); python-zeroconf (a third-party mDNS
+# implementation) resolves the names from the host side.
+NM=smolhttpd-nm-$$
+make_ns "$NM" || die "ip netns add $NM failed"
+{
+  ip netns exec "$NM" scripts/tap-up.sh tap0 >/dev/null && ip netns exec "$NM" scripts/tap-up.sh tap1 >/dev/null &&
+    ip -n "$NM" addr flush dev tap0 && ip -n "$NM" addr flush dev tap1 &&
+    ip -n "$NM" link add br0 type bridge && ip -n "$NM" link set tap0 master br0 &&
+    ip -n "$NM" link set tap1 master br0 && ip -n "$NM" addr add 192.168.69.100/24 dev br0 &&
+    ip -n "$NM" link set br0 up && ip -n "$NM" route add 224.0.0.0/4 dev br0
+} || die "the mDNS link in $NM failed"
+command -v pip >/dev/null && ! python3 -c 'import zeroconf' 2>/dev/null &&
+  timeout 300 pip install -q zeroconf >/dev/null 2>&1
+resolve() { # NAME: the address python-zeroconf resolves NAME.local to (empty if none)
+  ip netns exec "$NM" timeout 15 python3 - "$1" <<'PY'
+import sys
+from zeroconf import AddressResolver, Zeroconf
+zc = Zeroconf(interfaces=["192.168.69.100"])
+r = AddressResolver(sys.argv[1] + ".local.")
+r.request(zc, 4000)
+print(" ".join(r.parsed_addresses()))
+zc.close()
+PY
+}
+t_name() {
+  python3 -c 'import zeroconf' 2>/dev/null || { echo "python-zeroconf missing (pip install zeroconf)"; return 77; }
+  LOG=$OUT/server-mdns-1.log
+  RUST_LOG=info ip netns exec "$NM" "$BIN" --tap tap0 >"$LOG" 2>&1 &
+  PIDS+=($!)
+  sleep 2
+  grep -q 'and as http://smolhttpd.local/ by mDNS' "$LOG" || { cat "$LOG"; return 1; }
+  local got
+  got=$(resolve smolhttpd)
+  echo "info: python-zeroconf resolved smolhttpd.local to '$got'"
+  [ "$got" = 192.168.69.1 ] || return 1
+  ns_curl "$NM" -o /dev/null "http://$got/index.html"
+}
+t_conflict() {
+  python3 -c 'import zeroconf' 2>/dev/null || { echo "python-zeroconf missing"; return 77; }
+  local log2=$OUT/server-mdns-2.log got i
+  RUST_LOG=info ip netns exec "$NM" "$BIN" --tap tap1 --ip 192.168.69.2/24 --mac 02:00:00:00:00:02 >"$log2" 2>&1 &
+  PIDS+=($!)
+  for i in $(seq 1 50); do grep -q 'now answering as smolhttpd-2.local' "$log2" && break; sleep 0.1; done
+  grep -m1 'now answering as' "$log2" | sed 's/^\[[^]]*\] */info: /'
+  got=$(resolve smolhttpd-2)
+  echo "info: python-zeroconf resolved smolhttpd-2.local to '$got'; smolhttpd.local to '$(resolve smolhttpd)'"
+  [ "$got" = 192.168.69.2 ]
+}
+check_here "smolhttpd.local resolves (python-zeroconf) to the server, which serves there" t_name
+check_here "a second server on the link becomes smolhttpd-2.local" t_conflict
+stop_all
+
 echo
 finish

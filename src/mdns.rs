@@ -1000,7 +1000,11 @@ impl Responder {
             return Some((from, msg));
         }
         let recently = self.last_multicast.is_some_and(|t| now < t + RECENT);
-        if !to_group || (s.qu == s.matched && recently) {
+        // A probe for the name (records in its authority section) is always defended by
+        // multicast: a unicast answer to a prober that is still choosing its address would
+        // wait on ARP and arrive after its probing ended.
+        let probe = s.tiebreak.is_some();
+        if !to_group || (!probe && s.qu == s.matched && recently) {
             // 5.5: sent to our own address; 5.4: QU, and the record was multicast recently.
             if !on_link {
                 return None;

@@ -28,6 +28,7 @@ use smolhttpd::config::{self, SLOTS};
 use smolhttpd::files::Files;
 use smolhttpd::gate::Gate;
 use smolhttpd::handler::{Methods, Route, Router};
+use smolhttpd::mdns::{self, Responder};
 use smolhttpd::server::Slots;
 use smolhttpd::status::StatusPage;
 use smolhttpd::tap::TapDevice;
@@ -67,6 +68,9 @@ struct Args {
     /// The server's Ethernet address.
     #[arg(long, default_value = "02:00:00:00:00:01", value_parser = parse_mac)]
     mac: EthernetAddress,
+    /// The name the server answers by mDNS on the link: NAME.local (`none` to turn it off).
+    #[arg(long, value_name = "NAME", default_value = "smolhttpd")]
+    name: String,
     /// HTTP port.
     #[arg(long, default_value_t = config::HTTP_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
@@ -478,7 +482,7 @@ fn serve<D: Device, W: WaitOn>(
 
     // Storage lent to the server; it lives as long as this function.
     // The slots, and a DHCP client beside them with `--ip dhcp`.
-    let mut storage = [SocketStorage::EMPTY; SLOTS + 1];
+    let mut storage = [SocketStorage::EMPTY; SLOTS + 2];
     let mut rx = vec![0u8; SLOTS * args.rx_buffer];
     let mut tx = vec![0u8; SLOTS * args.tx_buffer.unwrap_or(config::TX_BUFFER)];
     let mut chat = ChatRoom::<{ chat::MESSAGES }>::new();
@@ -500,6 +504,16 @@ fn serve<D: Device, W: WaitOn>(
     let mut slots = Box::new(Slots::<SLOTS>::new());
     let router = Router::new(&mut routes[..]);
     let dhcp = matches!(args.ip, IpChoice::Dhcp).then(|| sockets.add(dhcpv4::Socket::new()));
+    // The mDNS responder: NAME.local on the link, beside the slots in the same socket set.
+    let mut mdns_buffers: mdns::Buffers = mdns::Buffers::new();
+    let mut mdns = match args.name.as_str() {
+        "none" => None,
+        name => Some(
+            Responder::new(name, &mut iface, &mut sockets, &mut mdns_buffers).map_err(|e| {
+                format!("--name {name}: {e} (a name is 1-63 letters, digits or '-')")
+            })?,
+        ),
+    };
     let mut server: Server<SLOTS> =
         Server::new(router, &mut sockets, &mut rx, &mut tx, &mut slots, config)
             .map_err(|e| e.to_string())?;
@@ -507,6 +521,10 @@ fn serve<D: Device, W: WaitOn>(
     let mut wall_read: Option<Instant> = None;
 
     println!("{banner}");
+    if let Some(m) = &mdns {
+        println!("smolhttpd: and as http://{}/ by mDNS on the link", m.name());
+    }
+    let mut mdns_name = mdns.as_ref().map(|m| m.name().to_string());
     let mut stopping = false;
     let mut lease = Lease {
         started: clock.now(),
@@ -541,10 +559,24 @@ fn serve<D: Device, W: WaitOn>(
                 args,
             );
         }
+        if let Some(m) = &mut mdns {
+            m.poll(now, &mut iface, &mut sockets);
+            if mdns_name.as_deref() != Some(m.name()) {
+                log::warn!(
+                    "mDNS: the name was taken on the link; now answering as {}",
+                    m.name()
+                );
+                mdns_name = Some(m.name().to_string());
+            }
+        }
         let interest = wait.interest();
+        let now = clock.now();
         let mut delay = server
-            .poll_delay(clock.now(), &mut iface, &sockets)
+            .poll_delay(now, &mut iface, &sockets)
             .map_or(MAX_WAIT, |d| d.min(MAX_WAIT));
+        if let Some(d) = mdns.as_ref().and_then(|m| m.poll_delay(now, &sockets)) {
+            delay = delay.min(d);
+        }
         if interest.write.is_some() && delay == Duration::ZERO {
             // Frames are held back: smoltcp has data to send ("now") that the device cannot
             // take yet. POLLOUT wakes the loop the moment it can.
