@@ -402,6 +402,28 @@ t_dhcp() {
   echo "info: took $ip from dnsmasq; first response $secs s after boot"
   ncurl -o "$TMPD/dhcp-index" "http://$ip/" && cmp -s "$TMPD/dhcp-index" "$FS/index.html"
 }
+# t_mdns: python-zeroconf, from the host side of the tap, resolves smolhttpd.local to the
+# address the firmware took from DHCP.
+ip -n "$NS" route add 224.0.0.0/4 dev tap0 2>/dev/null
+command -v pip >/dev/null && ! python3 -c 'import zeroconf' 2>/dev/null &&
+  timeout 300 pip install -q zeroconf >/dev/null 2>&1
+t_mdns() {
+  local ip got
+  python3 -c 'import zeroconf' 2>/dev/null || { echo "python-zeroconf missing (pip install zeroconf)"; return 77; }
+  ip=$(sed -n 's/.*address \(192\.168\.69\.5[0-9]\)\/24 (dhcp).*/\1/p' "$UART" | head -n 1)
+  [ -n "$ip" ] || { echo "no DHCP address on the UART"; return 1; }
+  got=$(ip netns exec "$NS" timeout 15 python3 - <<'PY'
+from zeroconf import AddressResolver, Zeroconf
+zc = Zeroconf(interfaces=["192.168.69.100"])
+r = AddressResolver("smolhttpd.local.")
+r.request(zc, 5000)
+print(" ".join(r.parsed_addresses()))
+zc.close()
+PY
+)
+  echo "info: python-zeroconf resolved smolhttpd.local to '$got' (DHCP gave $ip)"
+  [ "$got" = "$ip" ] && ncurl -o /dev/null "http://$got/index.html"
+}
 for board in mps2-an386 lm3s6965evb; do
   if [ "$board" = mps2-an386 ]; then
     MACHINE=mps2-an386 NIC_MODEL=lan9118 ELF=$OUT/firmware.elf FS=fs_image
@@ -411,6 +433,7 @@ for board in mps2-an386 lm3s6965evb; do
   UART=$OUT/uart-dhcp-$board.log
   boot "$UART"
   check "$board: takes the DHCP address and serves there" t_dhcp
+  check "$board: answers smolhttpd.local (mDNS) with its DHCP address" t_mdns
   stop_qemu
 done
 stop_dnsmasq

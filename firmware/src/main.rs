@@ -39,6 +39,7 @@ use smolhttpd::chat::{self, ChatRoom};
 use smolhttpd::files::Files;
 use smolhttpd::gate::Gate;
 use smolhttpd::handler::{Methods, Route, Router};
+use smolhttpd::mdns::Responder;
 use smolhttpd::server::Slots;
 use smolhttpd::status::StatusPage;
 use smolhttpd::{Config, Server};
@@ -58,6 +59,8 @@ mod site {
 /// board's (see `bsp`).
 const SLOTS: usize = 10;
 use bsp::{HEAD, MESSAGES, REQ, RX, TX};
+/// The name answered by mDNS on the link: http://smolhttpd.local/.
+const NAME: &str = "smolhttpd";
 const MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 /// Without a DHCP lease by then, the static address.
 const DHCP_WAIT: Duration = Duration::from_secs(3);
@@ -67,7 +70,10 @@ const STATIC_GW: Ipv4Address = Ipv4Address::new(192, 168, 69, 100);
 type Http = Server<'static, SLOTS, REQ, HEAD>;
 
 // SocketStorage::EMPTY is not all zero bits: built at start-up (in place), not in `.data`.
-static STORAGE: StaticCell<[SocketStorage<'static>; SLOTS + 1]> = StaticCell::new();
+static STORAGE: StaticCell<[SocketStorage<'static>; SLOTS + 2]> = StaticCell::new();
+/// The mDNS responder's socket buffers (the board's sizes; not all zero bits, so built at
+/// start-up rather than in `.data`).
+static MDNS_BUF: StaticCell<bsp::MdnsBuffers> = StaticCell::new();
 static RX_BUF: ConstStaticCell<[u8; SLOTS * RX]> = ConstStaticCell::new([0; SLOTS * RX]);
 static TX_BUF: ConstStaticCell<[u8; SLOTS * TX]> = ConstStaticCell::new([0; SLOTS * TX]);
 static CHAT: ConstStaticCell<ChatRoom<MESSAGES>> = ConstStaticCell::new(ChatRoom::new());
@@ -109,7 +115,7 @@ fn main() -> ! {
 
     // Storage in statics, built in place (a value built on the stack and moved into a static
     // would cost its size in stack: the server alone is ~17 KB).
-    let storage = STORAGE.init_with(|| [SocketStorage::EMPTY; SLOTS + 1]);
+    let storage = STORAGE.init_with(|| [SocketStorage::EMPTY; SLOTS + 2]);
     let (rx, tx) = (RX_BUF.take(), TX_BUF.take());
     let status = STATUS.init_with(StatusPage::new);
     let routes = ROUTES.init_with(|| {
@@ -136,6 +142,15 @@ fn main() -> ! {
         .unwrap_or_else(|_| halt("server setup"))
     });
 
+    // NAME.local on the link, with whatever address the interface has (DHCP's or the
+    // fallback): the responder reads it on every poll and probes and announces it anew.
+    let mut mdns = Responder::new(
+        NAME,
+        &mut iface,
+        &mut sockets,
+        MDNS_BUF.init_with(Default::default),
+    )
+    .unwrap_or_else(|_| halt("mdns setup"));
     log::info!("stack used by start-up: {} bytes", stack::peak());
     let booted = clock::now();
     let mut leased = false;
@@ -144,6 +159,7 @@ fn main() -> ! {
     loop {
         let now = clock::now();
         server.poll(now, &mut iface, device, &mut sockets);
+        mdns.poll(now, &mut iface, &mut sockets);
         match sockets.get_mut::<dhcpv4::Socket>(dhcp).poll() {
             Some(dhcpv4::Event::Configured(lease)) => {
                 use_address(&mut iface, lease.address, lease.router, "dhcp");
@@ -176,6 +192,9 @@ fn main() -> ! {
                 .unwrap_or(MAX_SLEEP);
         if !fallback && !leased {
             wake = wake.min(booted + DHCP_WAIT);
+        }
+        if let Some(d) = mdns.poll_delay(now, &sockets) {
+            wake = wake.min(now + d);
         }
         sleep_until(wake.min(now + MAX_SLEEP));
     }
@@ -216,7 +235,10 @@ fn use_address(iface: &mut Interface, cidr: Ipv4Cidr, gateway: Option<Ipv4Addres
     }
     let mut line = heapless::String::<64>::new();
     let _ = write!(line, "{cidr}");
-    log::info!("address {line} ({how}), serving http://{}/", cidr.address());
+    log::info!(
+        "address {line} ({how}), serving http://{}/ and http://{NAME}.local/",
+        cidr.address()
+    );
 }
 
 /// Logs why and stops.

@@ -15,6 +15,8 @@ pub const HEAD: usize = 384;
 pub const RX: usize = 1024;
 pub const TX: usize = 1024;
 pub const MESSAGES: usize = 8;
+/// The mDNS responder's receive and send buffers: a few queries' worth.
+pub type MdnsBuffers = smolhttpd::mdns::Buffers<640, 320>;
 
 /// The system clock at 25 MHz from the PLL (SysTick and the UART's divisor assume it).
 pub fn init_clocks() {

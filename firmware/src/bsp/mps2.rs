@@ -16,6 +16,8 @@ pub const HEAD: usize = 384;
 pub const RX: usize = 1024;
 pub const TX: usize = 2048;
 pub const MESSAGES: usize = 32;
+/// The mDNS responder's receive and send buffers.
+pub type MdnsBuffers = smolhttpd::mdns::Buffers<1536, 512>;
 
 /// Nothing to set up: the board starts at 25 MHz.
 pub fn init_clocks() {}
