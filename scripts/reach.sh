@@ -194,11 +194,20 @@ make_ns "$NM" || die "ip netns add $NM failed"
 } || die "the mDNS link in $NM failed"
 command -v pip >/dev/null && ! python3 -c 'import zeroconf' 2>/dev/null &&
   timeout 300 pip install -q zeroconf >/dev/null 2>&1
-resolve() { # NAME: the address python-zeroconf resolves NAME.local to (empty if none)
-  ip netns exec "$NM" timeout 15 python3 - "$1" <<'PY'
+# Another machine on the same bridged LAN (a veth into br0), 192.168.69.150.
+M3=smolhttpd-m3-$$
+make_ns "$M3" || die "ip netns add $M3 failed"
+{
+  ip link add eth0 netns "$M3" type veth peer name vm3 netns "$NM" &&
+    ip -n "$NM" link set vm3 master br0 && ip -n "$NM" link set vm3 up &&
+    ip -n "$M3" addr add 192.168.69.150/24 dev eth0 && ip -n "$M3" link set eth0 up &&
+    ip -n "$M3" route add 224.0.0.0/4 dev eth0
+} || die "the LAN machine $M3 failed"
+resolve() { # NAME [NS ADDR]: the address python-zeroconf resolves NAME.local to, from NS
+  ip netns exec "${2:-$NM}" timeout 15 python3 - "$1" "${3:-192.168.69.100}" <<'PY'
 import sys
 from zeroconf import AddressResolver, Zeroconf
-zc = Zeroconf(interfaces=["192.168.69.100"])
+zc = Zeroconf(interfaces=[sys.argv[2]])
 r = AddressResolver(sys.argv[1] + ".local.")
 r.request(zc, 4000)
 print(" ".join(r.parsed_addresses()))
@@ -214,9 +223,12 @@ t_name() {
   grep -q 'and as http://smolhttpd.local/ by mDNS' "$LOG" || { cat "$LOG"; return 1; }
   local got
   got=$(resolve smolhttpd)
-  echo "info: python-zeroconf resolved smolhttpd.local to '$got'"
+  echo "info: python-zeroconf on the tap's host side resolved smolhttpd.local to '$got'"
   [ "$got" = 192.168.69.1 ] || return 1
-  ns_curl "$NM" -o /dev/null "http://$got/index.html"
+  ns_curl "$NM" -o /dev/null "http://$got/index.html" || return 1
+  got=$(resolve smolhttpd "$M3" 192.168.69.150)
+  echo "info: python-zeroconf on another machine of the bridged LAN resolved it to '$got'"
+  [ "$got" = 192.168.69.1 ] && ns_curl "$M3" -o /dev/null "http://$got/index.html"
 }
 t_conflict() {
   python3 -c 'import zeroconf' 2>/dev/null || { echo "python-zeroconf missing"; return 77; }
