@@ -664,6 +664,8 @@ pub struct DgramOut {
     remote: SockAddr,
     /// None: not heard from yet; Some(false): refused our last frame.
     up: Option<bool>,
+    /// Heard from at least once.
+    heard: bool,
     frame: Vec<u8>,
     outbox: Outbox,
     max_frame: usize,
@@ -770,6 +772,7 @@ impl DgramDevice {
             _socket_file: file,
             remote: addrs.remote.clone(),
             up: None,
+            heard: false,
             frame: vec![0; 4 + max_frame],
             outbox: Outbox::default(),
             max_frame,
@@ -856,12 +859,15 @@ impl DgramOut {
                     log::debug!("qemu: dropped a {n}-byte datagram");
                 }
                 Ok(Some(n)) => {
-                    match self.up {
-                        None => log::info!("qemu peer {} is talking", self.remote),
-                        Some(false) => log::info!("qemu peer {} is back", self.remote),
-                        Some(true) => {}
+                    // "Talking" the first time it is heard (even if frames sent before it was
+                    // there were lost, as the mDNS probes at start are), "back" after it left.
+                    match (self.up, self.heard) {
+                        (_, false) => log::info!("qemu peer {} is talking", self.remote),
+                        (Some(false), true) => log::info!("qemu peer {} is back", self.remote),
+                        _ => {}
                     }
                     self.up = Some(true);
+                    self.heard = true;
                     return Some(n);
                 }
                 Ok(None) => {}
