@@ -29,6 +29,8 @@ mod stack;
 mod stellaris;
 #[cfg(feature = "lm3s6965")]
 mod stellaris_uart;
+#[cfg(not(feature = "defmt"))]
+mod text_log;
 #[cfg(not(feature = "lm3s6965"))]
 mod uart;
 
@@ -86,7 +88,7 @@ static SERVER: StaticCell<Http> = StaticCell::new();
 static DEVICE: StaticCell<Gate<bsp::Nic, SLOTS>> = StaticCell::new();
 
 #[cfg(not(feature = "defmt"))]
-static LOGGER: bsp::console::Logger = bsp::console::Logger;
+static LOGGER: text_log::Logger = text_log::Logger;
 #[cfg(feature = "defmt")]
 static LOGGER: defmt_log::LogToDefmt = defmt_log::LogToDefmt;
 

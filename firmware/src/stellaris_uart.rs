@@ -1,6 +1,6 @@
 //! The console on the LM3S6965: UART0 (0x4000_C000, a PL011), which QEMU's `-nographic`
-//! shows for `lm3s6965evb`, and a `log` logger writing to it with the firmware's uptime. The
-//! same surface as `uart.rs` (`init`, `Uart`, `Logger`), so `main.rs` can pick either.
+//! shows for `lm3s6965evb`. The same surface as `uart.rs` (`init`, `Uart`, `write_bytes`), so
+//! the board module can pick either.
 
 use core::fmt::{self, Write};
 
@@ -75,30 +75,4 @@ pub fn write_bytes(bytes: &[u8]) {
         }
         DR.write(u32::from(b));
     }
-}
-
-/// `log` to the UART: `[   1.234] INFO  message` (unused in the defmt build).
-#[cfg_attr(feature = "defmt", allow(dead_code))]
-pub struct Logger;
-
-impl log::Log for Logger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            let ms = crate::clock::millis();
-            let _ = writeln!(
-                Uart,
-                "[{:4}.{:03}] {:<5} {}",
-                ms / 1000,
-                ms % 1000,
-                record.level(),
-                record.args()
-            );
-        }
-    }
-
-    fn flush(&self) {}
 }

@@ -1,5 +1,5 @@
-//! The console: CMSDK APB UART0 (0x4000_4000), which QEMU's `-nographic` shows, and a `log`
-//! logger writing to it with the firmware's uptime.
+//! The console: CMSDK APB UART0 (0x4000_4000), which QEMU's `-nographic` shows (`text_log`
+//! writes the log to it).
 
 use core::fmt::{self, Write};
 
@@ -36,30 +36,4 @@ pub fn write_bytes(bytes: &[u8]) {
         while STATE.read() & TX_FULL != 0 {}
         DATA.write(u32::from(b));
     }
-}
-
-/// `log` to the UART: `[   1.234] INFO  message` (unused in the defmt build).
-#[cfg_attr(feature = "defmt", allow(dead_code))]
-pub struct Logger;
-
-impl log::Log for Logger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            let ms = crate::clock::millis();
-            let _ = writeln!(
-                Uart,
-                "[{:4}.{:03}] {:<5} {}",
-                ms / 1000,
-                ms % 1000,
-                record.level(),
-                record.args()
-            );
-        }
-    }
-
-    fn flush(&self) {}
 }
