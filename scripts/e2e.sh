@@ -633,16 +633,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     die "could not install wrk: apt-get update && apt-get install wrk"
 fi
 if [ "${E2E_SKIP_BROWSER:-0}" != 1 ]; then
-  need node nodejs
-  node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
-    die "node $(node --version) is too old for playwright-core (needs >= 18)"
-  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || die "${CHROMIUM:-/usr/bin/chromium} not found: apt-get install chromium"
-  if [ ! -f scripts/e2e/node_modules/playwright-core/package.json ]; then
-    need npm npm
-    say "installing playwright-core into scripts/e2e/node_modules (no browser download)"
-    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 300 npm install --no-audit --no-fund --no-package-lock \
-      --loglevel=error --prefix scripts/e2e >/dev/null || die "npm install of playwright-core failed"
-  fi
+  need_browser
 fi
 
 release_bins "smolhttpd, chat"

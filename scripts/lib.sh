@@ -49,6 +49,21 @@ die() { echo "$PROG: $*" >&2; exit 2; }
 # need CMD APT-PACKAGE: die with an install hint unless CMD is on PATH.
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: apt-get install $2"; }
 
+# need_browser: node >= 18, Chromium, and playwright-core in scripts/e2e/node_modules (installed
+# with npm on first use, no browser download): what the headless-Chromium checks run on.
+need_browser() {
+  need node nodejs
+  node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
+    die "node $(node --version) is too old for playwright-core (needs >= 18)"
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || die "${CHROMIUM:-/usr/bin/chromium} not found: apt-get install chromium"
+  if [ ! -f scripts/e2e/node_modules/playwright-core/package.json ]; then
+    need npm npm
+    say "installing playwright-core into scripts/e2e/node_modules (no browser download)"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 300 npm install --no-audit --no-fund --no-package-lock \
+      --loglevel=error --prefix scripts/e2e >/dev/null || die "npm install of playwright-core failed"
+  fi
+}
+
 # need_root WHY: die unless running as root.
 need_root() { [ "$(id -u)" -eq 0 ] || die "needs root ($1): run with sudo"; }
 

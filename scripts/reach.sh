@@ -107,9 +107,7 @@ t_chat_machines() {
 }
 t_browser() {
   command -v node >/dev/null && command -v chromium >/dev/null || { echo "node or chromium missing"; return 77; }
-  [ -d scripts/e2e/node_modules/playwright-core ] ||
-    (cd scripts/e2e && timeout 300 npm install --silent --no-audit --no-fund >/dev/null 2>&1) ||
-    { echo "npm install playwright-core failed"; return 1; }
+  (need_browser) || return 1
   ip netns exec "$M2" env PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 POST_NAME=m2 POST_TEXT="from m2's browser" \
     CHAT_BIN="$CHAT_BIN" CHAT_SERVER="$SRV_LAN $PUB" \
     timeout 90 node scripts/e2e/chat.mjs "$URL/chat.html" "$OUT" >"$OUT/chat.json" 2>"$OUT/chat.err" ||

@@ -334,16 +334,7 @@ need curl curl
 need python3 python3
 need timeout coreutils
 need awk gawk
-need node nodejs
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
-  die "node $(node --version) is too old for playwright-core (needs >= 18)"
-[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || die "${CHROMIUM:-/usr/bin/chromium} not found: apt-get install chromium"
-if [ ! -f scripts/e2e/node_modules/playwright-core/package.json ]; then
-  need npm npm
-  say "installing playwright-core into scripts/e2e/node_modules (no browser download)"
-  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 300 npm install --no-audit --no-fund --no-package-lock \
-    --loglevel=error --prefix scripts/e2e >/dev/null || die "npm install of playwright-core failed"
-fi
+need_browser
 fresh_bins
 
 mkdir -p "$OUT"

@@ -10,10 +10,9 @@
 //! would be read from the wrong place. Reading the words works on both. The TX status FIFO is
 //! never read, so `TXSAO` lets it overrun (a real LAN9118 stops sending once it fills).
 
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
+use crate::fifo_nic::{FifoNic, Fifos, MAX_FRAME};
 use crate::regs::Reg;
 
 const BASE: usize = 0x4020_0000;
@@ -53,14 +52,11 @@ pub const IRQ: u16 = 13;
 const CSR_BUSY: u32 = 1 << 31;
 const CSR_READ: u32 = 1 << 30;
 
-/// Largest Ethernet frame without FCS.
-pub const MAX_FRAME: usize = 1514;
+/// The controller (its registers are fixed addresses: no state of its own).
+pub struct Chip;
 
-/// The controller and one frame buffer each way.
-pub struct Lan9118 {
-    rx: [u8; MAX_FRAME],
-    tx: [u8; MAX_FRAME],
-}
+/// The controller as a smoltcp device, with a frame buffer each way.
+pub type Lan9118 = FifoNic<Chip>;
 
 /// Why the controller could not be set up.
 #[derive(Debug)]
@@ -87,10 +83,7 @@ impl Lan9118 {
         // Interrupt when a frame's status is in the RX status FIFO (the default level: one).
         IRQ_CFG.write(IRQ_EN | IRQ_POL | IRQ_TYPE);
         INT_EN.write(RSFL_INT);
-        Ok(Lan9118 {
-            rx: [0; MAX_FRAME],
-            tx: [0; MAX_FRAME],
-        })
+        Ok(FifoNic::with_buffers())
     }
 }
 
@@ -163,42 +156,12 @@ fn send_frame(frame: &[u8]) {
     }
 }
 
-pub struct RxToken<'a>(&'a [u8]);
-pub struct TxToken<'a>(&'a mut [u8; MAX_FRAME]);
-
-impl phy::RxToken for RxToken<'_> {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.0)
+/// The chip's FIFOs, for the shared device.
+impl Fifos for Chip {
+    fn receive_frame(buf: &mut [u8; MAX_FRAME]) -> Option<usize> {
+        receive_frame(buf)
     }
-}
-
-impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let len = len.min(MAX_FRAME);
-        let r = f(&mut self.0[..len]);
-        send_frame(&self.0[..len]);
-        r
-    }
-}
-
-impl Device for Lan9118 {
-    type RxToken<'a> = RxToken<'a>;
-    type TxToken<'a> = TxToken<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let n = receive_frame(&mut self.rx)?;
-        Some((RxToken(&self.rx[..n]), TxToken(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-        Some(TxToken(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MAX_FRAME;
-        caps.max_burst_size = Some(1);
-        caps
+    fn send_frame(frame: &[u8]) {
+        send_frame(frame)
     }
 }

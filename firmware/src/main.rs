@@ -20,6 +20,7 @@ mod bsp;
 mod clock;
 #[cfg(feature = "defmt")]
 mod defmt_log;
+mod fifo_nic;
 mod irq;
 #[cfg(not(feature = "lm3s6965"))]
 mod lan9118;

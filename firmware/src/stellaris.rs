@@ -14,10 +14,9 @@
 //! the FIFO, not the flag) clears a flag left over from frames already read, so "check
 //! `pending()`, unmask, `wfi`" with PRIMASK set neither misses a frame nor wakes for nothing.
 
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
+use crate::fifo_nic::{FifoNic, Fifos, MAX_FRAME};
 use crate::regs::Reg;
 
 /// The Ethernet controller's interrupt: NVIC line 42 (QEMU's stellaris.c wires the MAC's
@@ -101,7 +100,6 @@ const RCC_XTAL_8MHZ: u32 = 0xe << 6;
 const RCC_OSCSRC_MASK: u32 = 0x3 << 4;
 
 /// Largest Ethernet frame without FCS.
-pub const MAX_FRAME: usize = 1514;
 /// Largest length word the RX FIFO can hold (its 2 KB); a bigger one means the FIFO is out
 /// of step, and it is reset.
 const MAX_FIFO_LEN: usize = 2048;
@@ -144,11 +142,11 @@ pub fn sysclk_25mhz() -> bool {
     locked
 }
 
-/// The controller and one frame buffer each way.
-pub struct Stellaris {
-    rx: [u8; MAX_FRAME],
-    tx: [u8; MAX_FRAME],
-}
+/// The controller (its registers are fixed addresses: no state of its own).
+pub struct Chip;
+
+/// The controller as a smoltcp device, with a frame buffer each way.
+pub type Stellaris = FifoNic<Chip>;
 
 /// Why the controller could not be set up: the part's DC4 register, which does not list
 /// an Ethernet MAC.
@@ -186,10 +184,7 @@ impl Stellaris {
         RCTL.write(RCTL_BADCRC | RCTL_RSTFIFO);
         RCTL.write(RCTL_BADCRC | RCTL_RXEN);
         IM.write(INT_RX);
-        Ok(Stellaris {
-            rx: [0; MAX_FRAME],
-            tx: [0; MAX_FRAME],
-        })
+        Ok(FifoNic::with_buffers())
     }
 }
 
@@ -305,42 +300,12 @@ fn send_frame(frame: &[u8]) {
     TR.write(TR_NEWTX);
 }
 
-pub struct RxToken<'a>(&'a [u8]);
-pub struct TxToken<'a>(&'a mut [u8; MAX_FRAME]);
-
-impl phy::RxToken for RxToken<'_> {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.0)
+/// The chip's FIFOs, for the shared device.
+impl Fifos for Chip {
+    fn receive_frame(buf: &mut [u8; MAX_FRAME]) -> Option<usize> {
+        receive_frame(buf)
     }
-}
-
-impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let len = len.min(MAX_FRAME);
-        let r = f(&mut self.0[..len]);
-        send_frame(&self.0[..len]);
-        r
-    }
-}
-
-impl Device for Stellaris {
-    type RxToken<'a> = RxToken<'a>;
-    type TxToken<'a> = TxToken<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let n = receive_frame(&mut self.rx)?;
-        Some((RxToken(&self.rx[..n]), TxToken(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-        Some(TxToken(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MAX_FRAME;
-        caps.max_burst_size = Some(1);
-        caps
+    fn send_frame(frame: &[u8]) {
+        send_frame(frame)
     }
 }
