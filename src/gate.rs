@@ -3,7 +3,8 @@
 //! smoltcp answers a SYN that finds no listening socket with RST, which a client reports as
 //! "connection refused". While no slot listens, the gate hides such SYNs from the interface
 //! instead, so the client's TCP retries a little later and is served when a slot frees. It looks
-//! at nothing but inbound IPv4 TCP SYNs to the HTTP port; every other frame passes untouched.
+//! at nothing but inbound TCP SYNs to the HTTP port, IPv4 or (feature `ipv6`) IPv6 with TCP as
+//! the first header after the IPv6 one; every other frame passes untouched.
 //!
 //! The caller wraps its device once (`Gate::new(tap)`, like smoltcp's `FaultInjector`) and
 //! hands the gate to [`crate::Server::poll`], which tells it before each frame whether a slot
@@ -12,13 +13,16 @@
 
 use smoltcp::phy::{Device, DeviceCapabilities, RxToken};
 use smoltcp::time::{Duration, Instant};
+#[cfg(feature = "ipv6")]
+use smoltcp::wire::Ipv6Packet;
 use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, IpEndpoint, IpProtocol, Ipv4Packet, TcpPacket,
 };
 
 use crate::config::{SLOTS, SYN_QUEUE};
 
-/// Longest SYN frame the queue keeps (Ethernet, IPv4 and TCP heads with options).
+/// Longest SYN frame the queue keeps (Ethernet, IPv4 or IPv6 and TCP heads with options:
+/// 14 + 40 + 60 = 114 bytes at most over IPv6).
 const SYN_FRAME: usize = 128;
 /// A kept SYN is forgotten this long after its last (re)transmission: its client gave up.
 const SYN_KEEP: Duration = Duration::from_secs(10);
@@ -156,18 +160,30 @@ fn keep(queue: &mut [Option<Held>], peer: IpEndpoint, frame: &[u8], now: Instant
     }
 }
 
-/// The TCP segment of an Ethernet frame carrying IPv4 TCP, with its source endpoint.
+/// The TCP segment of an Ethernet frame carrying TCP over IPv4 (or IPv6, with TCP as its first
+/// next header), with its source endpoint.
 pub fn tcp_segment(frame: &[u8]) -> Option<(IpEndpoint, TcpPacket<&[u8]>)> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    if ip.next_header() != IpProtocol::Tcp {
-        return None;
-    }
-    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-    Some((IpEndpoint::new(ip.src_addr().into(), tcp.src_port()), tcp))
+    let (src, payload) = match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            (ip.src_addr().into(), ip.payload())
+        }
+        #[cfg(feature = "ipv6")]
+        EthernetProtocol::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            (ip.src_addr().into(), ip.payload())
+        }
+        _ => return None,
+    };
+    let tcp = TcpPacket::new_checked(payload).ok()?;
+    Some((IpEndpoint::new(src, tcp.src_port()), tcp))
 }
 
 /// Where a received frame comes from.

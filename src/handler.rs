@@ -19,6 +19,7 @@ use core::fmt::{self, Write as _};
 
 use managed::ManagedSlice;
 use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
 
 pub use crate::http::{Method, Methods, Request, Status};
 use crate::json::{Full, Sink};
@@ -166,6 +167,9 @@ impl fmt::Display for Error {
 /// What a handler may know about the server when it answers.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'c> {
+    /// The client's address and port, IPv4 or IPv6 (`None` only if the socket no longer knows
+    /// it, e.g. it was reset while the request was read).
+    pub peer: Option<IpEndpoint>,
     /// The time the server was polled with.
     pub now: Instant,
     /// Time since the first poll.

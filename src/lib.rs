@@ -81,7 +81,7 @@ pub mod mdns;
 pub mod server;
 #[cfg(feature = "status")]
 pub mod status;
-#[cfg(feature = "std")]
+#[cfg(feature = "tap")]
 #[path = "shell/tap.rs"]
 pub mod tap;
 

@@ -6,6 +6,8 @@
 use core::fmt;
 
 use smoltcp::time::Instant;
+#[cfg(feature = "ipv6")]
+use smoltcp::wire::IpAddress;
 use smoltcp::wire::IpEndpoint;
 
 use crate::http::{Request, Status};
@@ -77,12 +79,17 @@ fn push_cut<const N: usize>(out: &mut heapless::String<N>, s: &str) {
     }
 }
 
-/// `peer` or `-` in log lines.
+/// `peer` or `-` in log lines: `192.168.69.100:41234`, `[fd69::100]:41234`.
 pub(crate) struct PeerDisplay(pub(crate) Option<IpEndpoint>);
 
 impl fmt::Display for PeerDisplay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
+            #[cfg(feature = "ipv6")]
+            Some(IpEndpoint {
+                addr: IpAddress::Ipv6(addr),
+                port,
+            }) => write!(f, "[{addr}]:{port}"),
             Some(ep) => write!(f, "{ep}"),
             None => f.write_str("-"),
         }

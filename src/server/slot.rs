@@ -82,8 +82,9 @@ pub(crate) struct Cx<'c, 'a> {
 }
 
 impl<'c> Cx<'c, '_> {
-    fn context(&self, slot: usize) -> Context<'c> {
+    fn context(&self, slot: usize, peer: Option<IpEndpoint>) -> Context<'c> {
         Context {
+            peer,
             now: self.now,
             uptime: self.uptime,
             slot,
@@ -749,7 +750,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         };
         let rest = &self.buf[req.head_len..];
         let room = REQ - req.head_len;
-        let context = cx.context(self.index);
+        let context = cx.context(self.index, self.peer);
         let (answer, body_len) = match respond::answer(&req, rest, room, cx.router, &context) {
             Outcome::NeedBody if peer_closed(socket) => {
                 self.close(socket, now);
