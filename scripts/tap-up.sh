@@ -4,6 +4,9 @@
 #
 #   TAP        interface name (default tap0)
 #   HOST_CIDR  address of the kernel side of the tap (default 192.168.69.100/24)
+#   HOST_CIDR6 its IPv6 address (default fd69::100/64; `none`: no IPv6 address but the
+#              kernel's link-local one). Added without duplicate address detection (`nodad`),
+#              so it is usable at once.
 #   MTU        link MTU (default 1500)
 #   --publish PORT  also make HOST_ADDRESS:PORT, on every address of this host, reach the
 #              server's port 80 (SERVER_IP, default 192.168.69.1) from other machines: an
@@ -27,6 +30,7 @@ fi
 TAP=${1:-tap0}
 SERVER_IP=${SERVER_IP:-192.168.69.1}
 HOST_CIDR=${HOST_CIDR:-192.168.69.100/24}
+HOST_CIDR6=${HOST_CIDR6:-fd69::100/64}
 MTU=${MTU:-1500}
 OWNER=${SUDO_USER:-root}
 
@@ -38,6 +42,7 @@ fi
 command -v ip >/dev/null || die "'ip' not found: apt-get install iproute2"
 case $MTU in ''|*[!0-9]*) die "MTU must be a number, got '$MTU'";; esac
 case $HOST_CIDR in */*) ;; *) die "HOST_CIDR must be ADDR/PREFIX, got '$HOST_CIDR'";; esac
+case $HOST_CIDR6 in none|*:*/*) ;; *) die "HOST_CIDR6 must be ADDR/PREFIX (IPv6) or none, got '$HOST_CIDR6'";; esac
 id -u "$OWNER" >/dev/null 2>&1 || die "owner '$OWNER' is not a known user"
 
 if ip link show dev "$TAP" >/dev/null 2>&1; then
@@ -66,9 +71,19 @@ ip addr replace "$HOST_CIDR" dev "$TAP"
 for old in $(ip -4 -o addr show dev "$TAP" | awk '{print $4}'); do
   [ "$old" = "$HOST_CIDR" ] || ip addr del "$old" dev "$TAP"
 done
+if [ "$HOST_CIDR6" != none ]; then
+  if [ "$(cat /proc/sys/net/ipv6/conf/"$TAP"/disable_ipv6 2>/dev/null || echo 1)" = 1 ]; then
+    die "IPv6 is disabled on $TAP (sysctl net.ipv6.conf.$TAP.disable_ipv6); enable it or run with HOST_CIDR6=none"
+  fi
+  ip -6 addr replace "$HOST_CIDR6" dev "$TAP" nodad
+  for old in $(ip -6 -o addr show dev "$TAP" scope global | awk '{print $4}'); do
+    [ "$old" = "$HOST_CIDR6" ] || ip -6 addr del "$old" dev "$TAP"
+  done
+fi
 ip link set dev "$TAP" up
 
-echo "tap-up: $TAP ready: host $HOST_CIDR, mtu $MTU, owner $OWNER"
+v6=" and $HOST_CIDR6"; [ "$HOST_CIDR6" != none ] || v6=
+echo "tap-up: $TAP ready: host $HOST_CIDR$v6, mtu $MTU, owner $OWNER"
 
 if [ -n "$PUBLISH" ]; then
   case $PUBLISH in ''|*[!0-9]*) die "--publish PORT must be a port number, got '$PUBLISH'";; esac

@@ -101,6 +101,16 @@ fn bad_flag_values_are_refused_with_the_expected_form() {
         (&["--tx-buffer", "12"][..], "between 1024"),
         (&["--drop-chance", "101"][..], "101"),
         (&["--gateway", "nope"][..], "nope"),
+        (
+            &["--ip6", "192.168.69.1/24"][..],
+            "expected an IPv6 address",
+        ),
+        (
+            &["--ip6", "fe80::1/64"][..],
+            "link-local address comes from --mac",
+        ),
+        (&["--ip6", "fd69::1"][..], "like fd69::1/64, or none"),
+        (&["--gateway6", "fd69::zz"][..], "fd69::zz"),
         (&["--send-timeout", "0"][..], "whole seconds from 1 to 3600"),
         (
             &["--head-timeout", "2.5"][..],
@@ -143,6 +153,19 @@ fn a_gateway_outside_the_network_is_refused_in_one_line() {
     assert!(
         err.starts_with(
             "smolhttpd: error: --gateway 10.0.0.1 is not in --ip 192.168.69.1/24's network"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_ipv6_gateway_outside_the_network_is_refused_in_one_line() {
+    let (code, err) = run(SERVER, &["--ip6", "fd69::1/64", "--gateway6", "fd00::1"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "smolhttpd: error: --gateway6 fd00::1 is not in --ip6 fd69::1/64's network"
         ),
         "{err}"
     );

@@ -19,7 +19,7 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage}
 use smoltcp::phy::{Device, FaultInjector, PcapMode, PcapWriter};
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv6Address, Ipv6Cidr};
 
 use qemu::{Counters, DgramDevice, StreamDevice};
 use smolhttpd::chat::{self, ChatRoom};
@@ -65,6 +65,13 @@ struct Args {
     /// Default gateway (the host side of the tap).
     #[arg(long, default_value = "192.168.69.100")]
     gateway: Ipv4Address,
+    /// The server's IPv6 address and prefix beside its link-local one (from the MAC), or `none`
+    /// for no IPv6 at all.
+    #[arg(long, value_name = "CIDR|none", default_value = "fd69::1/64", value_parser = parse_ip6)]
+    ip6: Ip6,
+    /// IPv6 default gateway (the host side of the tap), in --ip6's network.
+    #[arg(long, value_name = "ADDR", default_value = "fd69::100")]
+    gateway6: Ipv6Address,
     /// The server's Ethernet address.
     #[arg(long, default_value = "02:00:00:00:00:01", value_parser = parse_mac)]
     mac: EthernetAddress,
@@ -159,15 +166,52 @@ fn parse_ip(s: &str) -> Result<IpChoice, String> {
     }
 }
 
+/// `--ip6`: an IPv6 address with its prefix, or `none` (a newtype: clap reads a bare
+/// `Option` as "the flag may be absent").
+#[derive(Clone, Copy, Debug)]
+struct Ip6(Option<Ipv6Cidr>);
+
+fn parse_ip6(s: &str) -> Result<Ip6, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Ip6(None));
+    }
+    match s.parse::<IpCidr>() {
+        Ok(IpCidr::Ipv6(c))
+            if c.prefix_len() > 0
+                && c.prefix_len() < 128
+                && !c.address().is_multicast()
+                && !c.address().is_unspecified()
+                && !c.address().is_loopback()
+                && !c.address().is_unicast_link_local() =>
+        {
+            Ok(Ip6(Some(c)))
+        }
+        _ => Err(
+            "expected an IPv6 address with prefix, like fd69::1/64, or none (the \
+                  link-local address comes from --mac)"
+                .into(),
+        ),
+    }
+}
+
+/// The link-local address of `mac` (fe80::/64 with the EUI-64 interface identifier).
+fn link_local(mac: EthernetAddress) -> Ipv6Cidr {
+    let mut octets = [0u8; 16];
+    octets[..2].copy_from_slice(&[0xfe, 0x80]);
+    // Cannot fail for an Ethernet address.
+    octets[8..].copy_from_slice(&mac.as_eui_64().unwrap_or_default());
+    Ipv6Cidr::new(Ipv6Address::from_octets(octets), 64)
+}
+
 /// How long `--ip dhcp` waits for a lease before it takes the fallback address.
 const DHCP_WAIT: Duration = Duration::from_secs(3);
 
-/// Sets the interface's one address and default route.
+/// Sets the interface's one IPv4 address and default route (its IPv6 addresses stay).
 fn use_address(iface: &mut Interface, cidr: IpCidr, gateway: Option<Ipv4Address>) {
     iface.update_ip_addrs(|addrs| {
-        addrs.clear();
-        // Cannot fail: the list is empty and holds at least one address.
-        let _ = addrs.push(cidr);
+        addrs.retain(|a| !matches!(a, IpCidr::Ipv4(_)));
+        // Cannot fail: the list holds IPv4, link-local and one more IPv6 address.
+        let _ = addrs.insert(0, cidr);
     });
     iface.routes_mut().remove_default_ipv4_route();
     if let Some(gw) = gateway {
@@ -318,6 +362,15 @@ fn run(mut args: Args) -> Result<(), String> {
         }
         _ => {}
     }
+    if let Ip6(Some(cidr)) = args.ip6 {
+        if !cidr.contains_addr(&args.gateway6) {
+            return Err(format!(
+                "--gateway6 {} is not in --ip6 {cidr}'s network, so the server could not reach \
+                 it; give a gateway on that network (the host side of the tap, like fd69::100)",
+                args.gateway6
+            ));
+        }
+    }
     let stop = Arc::new(AtomicUsize::new(0));
     {
         let stop = stop.clone();
@@ -409,6 +462,14 @@ fn start<D: Device, W: WaitOn>(
             DHCP_WAIT.secs()
         ),
     };
+    if let Ip6(Some(cidr)) = args.ip6 {
+        banner.push_str(&format!(
+            "\nsmolhttpd: and http://[{}]:{}/ (IPv6; link-local {})",
+            cidr.address(),
+            args.port,
+            link_local(args.mac).address()
+        ));
+    }
     if let Some(hint) = hint {
         banner.push_str(&format!("\nsmolhttpd: start QEMU with: {hint}"));
     }
@@ -476,6 +537,15 @@ fn serve<D: Device, W: WaitOn>(
     // Monotonic: a wall clock stepped back must not put every TCP timer in the future.
     let clock = Clock::new();
     let mut iface = Interface::new(cfg, &mut dev, clock.now());
+    if let Ip6(Some(cidr)) = args.ip6 {
+        iface.update_ip_addrs(|addrs| {
+            // Cannot fail: the list holds 4 and is empty.
+            let _ = addrs.push(IpCidr::Ipv6(link_local(args.mac)));
+            let _ = addrs.push(IpCidr::Ipv6(cidr));
+        });
+        // Cannot fail: the table is empty.
+        let _ = iface.routes_mut().add_default_ipv6_route(args.gateway6);
+    }
     if let IpChoice::Static(cidr) = args.ip {
         use_address(&mut iface, cidr, Some(args.gateway));
     }
