@@ -299,3 +299,85 @@ impl<D: Device, const N: usize> Device for Gate<D, N> {
         self.inner.capabilities()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec;
+
+    use super::*;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetAddress, EthernetRepr, IpAddress, IpRepr, TcpControl, TcpRepr, TcpSeqNumber,
+    };
+
+    /// A SYN from `src:40000` to `dst:80` in an Ethernet frame.
+    fn syn(src: IpAddress, dst: IpAddress) -> std::vec::Vec<u8> {
+        let tcp = TcpRepr {
+            src_port: 40000,
+            dst_port: 80,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(1),
+            ack_number: None,
+            window_len: 1000,
+            window_scale: None,
+            max_seg_size: Some(1460),
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip = IpRepr::new(src, dst, IpProtocol::Tcp, tcp.buffer_len(), 64);
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            ethertype: match src {
+                IpAddress::Ipv4(_) => EthernetProtocol::Ipv4,
+                #[cfg(feature = "ipv6")]
+                IpAddress::Ipv6(_) => EthernetProtocol::Ipv6,
+            },
+        };
+        let mut frame = vec![0u8; 14 + ip.buffer_len()];
+        let caps = ChecksumCapabilities::default();
+        let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
+        eth.emit(&mut f);
+        let payload = f.payload_mut();
+        ip.emit(&mut payload[..], &caps);
+        let head = ip.header_len();
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(&mut payload[head..]),
+            &src,
+            &dst,
+            &caps,
+        );
+        frame
+    }
+
+    #[test]
+    fn a_syn_is_read_in_either_family() {
+        use smoltcp::wire::Ipv4Address;
+        let (a, b) = (
+            Ipv4Address::new(192, 168, 69, 100).into(),
+            Ipv4Address::new(192, 168, 69, 1).into(),
+        );
+        let frame = syn(a, b);
+        let (peer, tcp) = tcp_segment(&frame).expect("an IPv4 SYN");
+        assert_eq!(peer, IpEndpoint::new(a, 40000));
+        assert!(tcp.syn() && tcp.dst_port() == 80);
+        #[cfg(feature = "ipv6")]
+        {
+            use smoltcp::wire::Ipv6Address;
+            let (a, b) = (
+                Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 0x100).into(),
+                Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 1).into(),
+            );
+            let frame = syn(a, b);
+            assert!(frame.len() <= SYN_FRAME);
+            let (peer, tcp) = tcp_segment(&frame).expect("an IPv6 SYN");
+            assert_eq!(peer, IpEndpoint::new(a, 40000));
+            assert!(tcp.syn() && tcp.dst_port() == 80);
+        }
+        // Not TCP: nothing.
+        assert!(tcp_segment(&frame[..20]).is_none());
+    }
+}

@@ -9,7 +9,7 @@ use common::{Opts, Response, Sim};
 use smolhttpd::{config, SLOTS};
 use smoltcp::socket::udp;
 use smoltcp::time::Duration;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::IpEndpoint;
 
 fn post(path: &str, body: &[u8]) -> Vec<u8> {
     let mut req = format!(
@@ -153,7 +153,7 @@ fn udp_service_beside_http_on_one_interface() {
     let client = sim.client_sockets.add(client);
     // A large download in flight while datagrams go back and forth.
     let dl = sim.open(&common::get_close("/video/Flores.mp4"), Opts::default());
-    let server = IpEndpoint::new(IpAddress::Ipv4(common::SERVER_IP), 7);
+    let server = IpEndpoint::new(common::server_ip(), 7);
     let mut echoed = Vec::new();
     for k in 0..20u32 {
         let msg = format!("ping {k}");
@@ -294,4 +294,44 @@ fn last_modified_and_if_modified_since() {
         ask(&mut sim, "If-Modified-Since: yesterday\r\n").status,
         200
     );
+}
+
+/// `GET /peer`: the client's address and port as the handler sees them (`Context::peer`).
+struct Peer;
+
+impl smolhttpd::handler::Handler for Peer {
+    fn handle(
+        &mut self,
+        _: &smolhttpd::handler::Request,
+        cx: &smolhttpd::handler::Context,
+    ) -> Result<smolhttpd::handler::Reply, smolhttpd::handler::Error> {
+        use smolhttpd::handler::{Body, Reply, Status};
+        let peer = cx.peer.ok_or(smolhttpd::handler::Error("no peer"))?;
+        Ok(
+            Reply::new(Status::Ok, "text/plain", Body::Static(b"peer\n"))
+                .header("X-Peer-Addr", peer.addr)
+                .header("X-Peer-Port", peer.port),
+        )
+    }
+}
+
+#[test]
+fn a_handler_sees_its_client_address_in_either_family() {
+    use smolhttpd::handler::{Methods, Route};
+    let mut routes = vec![Route::exact(
+        Methods::GET,
+        "/peer",
+        common::leak_handler(Peer),
+    )];
+    routes.extend(common::site_routes::<SLOTS>());
+    let mut sim: Sim = Sim::with_routes(0, 0, 0, smolhttpd::Config::new(), routes);
+    let c = sim.open(&common::get_close("/peer"), Opts::like_curl());
+    assert!(sim.run(Duration::from_secs(5)));
+    let r = Response::parse(&sim.conns[c].received).expect("a response");
+    assert_eq!(r.status, 200);
+    // 192.168.69.100 or fd69::100, as the run's family is; the client's ephemeral port.
+    let want = common::client_ip().to_string();
+    assert_eq!(r.header("x-peer-addr"), Some(want.as_str()));
+    let port: u16 = r.header("x-peer-port").unwrap().parse().unwrap();
+    assert!(port >= 49152, "{port}");
 }

@@ -5,18 +5,18 @@
 
 mod common;
 
-use common::{get_close, syn_frame, Opts, Response, Sim};
+use common::{get_close, host_ip, syn_frame, Opts, Response, Sim};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::Ipv4Address;
 
 fn ms(a: Instant, b: Instant) -> u64 {
     (b - a).total_millis()
 }
 
-/// `n` SYNs from on-link addresses 192.168.69.70 and up, which nobody answers ARP for.
+/// `n` SYNs from on-link addresses 192.168.69.70 (fd69::70) and up, which nobody answers ARP
+/// (neighbour discovery) for.
 fn spoof(sim: &mut Sim<10>, n: u8) {
     for i in 0..n {
-        let ip = Ipv4Address::new(192, 168, 69, 70 + i);
+        let ip = host_ip(0x70 + u16::from(i));
         sim.inject(syn_frame(
             ip,
             40000 + u16::from(i),

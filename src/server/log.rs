@@ -95,3 +95,29 @@ impl fmt::Display for PeerDisplay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::ToString;
+
+    use super::*;
+    use smoltcp::wire::Ipv4Address;
+
+    #[test]
+    fn peers_print_as_urls_write_them() {
+        let v4 = IpEndpoint::new(Ipv4Address::new(192, 168, 69, 100).into(), 41234);
+        assert_eq!(PeerDisplay(Some(v4)).to_string(), "192.168.69.100:41234");
+        assert_eq!(PeerDisplay(None).to_string(), "-");
+        #[cfg(feature = "ipv6")]
+        {
+            use smoltcp::wire::Ipv6Address;
+            let v6 = IpEndpoint::new(
+                Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 0x100).into(),
+                41234,
+            );
+            // RFC 3986's form: the port cannot be mistaken for the address's last group.
+            assert_eq!(PeerDisplay(Some(v6)).to_string(), "[fd69::100]:41234");
+        }
+    }
+}

@@ -2,6 +2,10 @@
 //! joined by an in-memory Ethernet wire (optionally through smoltcp's FaultInjector), on a
 //! simulated clock that jumps to the next frame or the next `poll_at`. Every loop is bounded by
 //! a simulated deadline. Responses are parsed with httparse, not with the server's own code.
+//!
+//! One parameter picks the IP family of the whole network: `SMOLHTTPD_TEST_FAMILY=ipv6 cargo
+//! test` runs every suite over IPv6 (server fd69::1, client fd69::100, neighbour discovery
+//! instead of ARP); unset or `ipv4`, over IPv4 (192.168.69.1 and .100). CI runs both.
 #![allow(dead_code)]
 
 pub mod handlers;
@@ -20,10 +24,53 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, 
 use smoltcp::phy::{self, Device, DeviceCapabilities, FaultInjector, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address,
+};
 
-pub const SERVER_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 1);
-pub const CLIENT_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 100);
+/// The IP family the simulated network runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// The family this run of the suites uses: `SMOLHTTPD_TEST_FAMILY` (`ipv4`, the default, or
+/// `ipv6`); anything else is a mistake and stops the test.
+pub fn family() -> Family {
+    match std::env::var("SMOLHTTPD_TEST_FAMILY").as_deref() {
+        Err(_) | Ok("") | Ok("ipv4") => Family::Ipv4,
+        Ok("ipv6") => Family::Ipv6,
+        Ok(other) => panic!("SMOLHTTPD_TEST_FAMILY={other}: expected ipv4 or ipv6"),
+    }
+}
+
+/// Host `n` of the test network in this run's family: 192.168.69.n/24 or fd69::n/64 (n in hex,
+/// as the contract writes fd69::100 for the host side).
+pub fn host_ip(n: u16) -> IpAddress {
+    match family() {
+        Family::Ipv4 => IpAddress::Ipv4(Ipv4Address::new(192, 168, 69, n as u8)),
+        Family::Ipv6 => IpAddress::Ipv6(Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, n)),
+    }
+}
+
+/// The server: 192.168.69.1 or fd69::1.
+pub fn server_ip() -> IpAddress {
+    host_ip(1)
+}
+
+/// The client: 192.168.69.100 or fd69::100.
+pub fn client_ip() -> IpAddress {
+    host_ip(0x100)
+}
+
+/// The prefix length of the test network.
+fn prefix_len() -> u8 {
+    match family() {
+        Family::Ipv4 => 24,
+        Family::Ipv6 => 64,
+    }
+}
 const MTU: usize = 1500;
 /// Frames a wire keeps ready, so the server's path through it allocates nothing.
 const POOL: usize = 2048;
@@ -339,19 +386,19 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
         server_dev.set_drop_chance(drop_pct);
         server_dev.set_corrupt_chance(corrupt_pct);
         let now = Instant::from_millis(0);
-        let iface = |dev: &mut FaultInjector<End>, mac: u8, ip: Ipv4Address| {
+        let iface = |dev: &mut FaultInjector<End>, mac: u8, ip: IpAddress| {
             let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress([
                 2, 0, 0, 0, 0, mac,
             ])));
             cfg.random_seed = u64::from(seed) + u64::from(mac);
             let mut iface = Interface::new(cfg, dev, now);
             iface.update_ip_addrs(|a| {
-                a.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).unwrap();
+                a.push(IpCidr::new(ip, prefix_len())).unwrap();
             });
             iface
         };
-        let server_iface = iface(&mut server_dev, 1, SERVER_IP);
-        let client = iface(&mut client_dev, 2, CLIENT_IP);
+        let server_iface = iface(&mut server_dev, 1, server_ip());
+        let client = iface(&mut client_dev, 2, client_ip());
         // Room for the slots and two sockets of a test's own.
         let storage: Vec<SocketStorage> = (0..N + 2).map(|_| SocketStorage::EMPTY).collect();
         let mut server_sockets = SocketSet::new(Box::leak(storage.into_boxed_slice()));
@@ -392,11 +439,7 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
         self.next_port = self.next_port.wrapping_add(1).max(49152);
         let socket = self.client_sockets.get_mut::<tcp::Socket>(handle);
         socket
-            .connect(
-                self.client.context(),
-                (IpAddress::Ipv4(SERVER_IP), 80),
-                port,
-            )
+            .connect(self.client.context(), (server_ip(), 80), port)
             .unwrap();
         self.conns.push(Conn {
             handle,
@@ -733,12 +776,12 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
 }
 
 /// A TCP SYN to the server's port 80 from `ip:port` (Ethernet source `mac`), with an MSS
-/// option and valid checksums: a client, or a spoofed one.
-pub fn syn_frame(ip: Ipv4Address, port: u16, mac: [u8; 6], seq: u32) -> Vec<u8> {
+/// option and valid checksums: a client, or a spoofed one; IPv4 or IPv6 as `ip` is.
+pub fn syn_frame(ip: IpAddress, port: u16, mac: [u8; 6], seq: u32) -> Vec<u8> {
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{
-        EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
-        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+        EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, IpRepr, TcpControl, TcpPacket,
+        TcpRepr, TcpSeqNumber,
     };
     let tcp = TcpRepr {
         src_port: port,
@@ -754,31 +797,25 @@ pub fn syn_frame(ip: Ipv4Address, port: u16, mac: [u8; 6], seq: u32) -> Vec<u8> 
         timestamp: None,
         payload: &[],
     };
-    let ip_repr = Ipv4Repr {
-        src_addr: ip,
-        dst_addr: SERVER_IP,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
+    let dst = server_ip();
+    let ip_repr = IpRepr::new(ip, dst, IpProtocol::Tcp, tcp.buffer_len(), 64);
     let eth = EthernetRepr {
         src_addr: EthernetAddress(mac),
         dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-        ethertype: EthernetProtocol::Ipv4,
+        ethertype: match ip {
+            IpAddress::Ipv4(_) => EthernetProtocol::Ipv4,
+            IpAddress::Ipv6(_) => EthernetProtocol::Ipv6,
+        },
     };
-    let mut frame = vec![0u8; 14 + ip_repr.buffer_len() + tcp.buffer_len()];
+    let mut frame = vec![0u8; 14 + ip_repr.buffer_len()];
     let caps = ChecksumCapabilities::default();
     let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
     eth.emit(&mut f);
-    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-    ip_repr.emit(&mut p, &caps);
-    let mut t = TcpPacket::new_unchecked(p.payload_mut());
-    tcp.emit(
-        &mut t,
-        &IpAddress::Ipv4(ip),
-        &IpAddress::Ipv4(SERVER_IP),
-        &caps,
-    );
+    let payload = f.payload_mut();
+    ip_repr.emit(&mut payload[..], &caps);
+    let head = ip_repr.header_len();
+    let mut t = TcpPacket::new_unchecked(&mut payload[head..]);
+    tcp.emit(&mut t, &ip, &dst, &caps);
     frame
 }
 
