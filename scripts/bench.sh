@@ -470,6 +470,14 @@ rss_idle() {
   say "$srv: RSS $rss kB (anon $anon kB), idle CPU $idle% (pids ${pids[*]})"
 }
 
+measure6() { # measure6 SERVER NS PID: 1 KB keep-alive and 10 MB at MTU 1500 over IPv6
+  local base=$BASE
+  BASE="http://[fd69::1]"
+  wrk_run "$1" "$2" "$3" ka6 "$BASE/index.html"
+  curl_mbs "$1" "$2" "$3" m10_1500_6
+  BASE=$base
+}
+
 measure() { # measure SERVER NS PID: the MTU 1500 block
   local srv=$1 ns=$2 pid=$3
   wrk_run "$srv" "$ns" "$pid" ka "$BASE/index.html"
@@ -559,7 +567,9 @@ ROUND=0
 for ROUND in $(seq 1 "$ROUNDS"); do
   say "round $ROUND of $ROUNDS"
   set_mtu_tap 1500; set_mtu_veth 1500
-  if start_smol "smol-1500-r$ROUND" "$BIN"; then measure smolhttpd "$NS_T" "$SMOL_PID"; stop_smol; fi
+  if start_smol "smol-1500-r$ROUND" "$BIN"; then
+    measure smolhttpd "$NS_T" "$SMOL_PID"; measure6 smolhttpd "$NS_T" "$SMOL_PID"; stop_smol
+  fi
   if start_smol "smol-nooff-r$ROUND" "$BIN" --no-offload; then measure smol-nooff "$NS_T" "$SMOL_PID"; stop_smol; fi
   if start_nginx; then measure nginx "$NS_C" "$NGINX_PID"; stop_nginx; fi
   if start_python; then measure python "$NS_C" "$PY_PID"; stop_python; fi
@@ -597,6 +607,8 @@ ROWS=(
   "k100_sys|  system calls per request|calls|1"
   "k100_rpc|  requests per connection|req/c|1"
   "m10_1500|10 MB, MTU 1500|MB/s|0"
+  "ka6_rps|1 KB keep-alive, IPv6|req/s|0"
+  "m10_1500_6|10 MB, MTU 1500, IPv6|MB/s|0"
   "m10_9000|10 MB, MTU 9000, no offload|MB/s|0"
   "m10_9000b|10 MB, MTU 9000, no offload, +buf|MB/s|0"
   "m10_65000b|10 MB, MTU 65000, no offload, +buf|MB/s|0"
@@ -694,6 +706,12 @@ W=22
     printf '  %s  %-46s %s\n' "$verdict" "$1" "$3"
   }
   cmp_ge() { [ -z "$1" ] || [ -z "$2" ] && return 0; awk -v a="$1" -v b="$2" 'BEGIN {print (a >= b) ? 1 : 0}'; }
+  for k in ka_rps:ka6_rps m10_1500:m10_1500_6; do
+    s4=$(val "${k%%:*}" smolhttpd); s6=$(val "${k#*:}" smolhttpd)
+    target "smolhttpd ${k#*:} within 10% of ${k%%:*} (IPv6)" \
+      "$([ -n "$s4" ] && [ -n "$s6" ] && awk -v a="$s6" -v b="$s4" 'BEGIN {print (a >= 0.9 * b) ? 1 : 0}')" \
+      "$(fmt "$s6" 0) vs $(fmt "$s4" 0) over IPv4 ($(ratio "$s6" "$s4"))"
+  done
   s=$(val ka_rps smolhttpd); n=$(val ka_rps nginx)
   n13=; [ -n "$n" ] && n13=$(awk -v n="$n" 'BEGIN {print n * 1.3}')
   ok=$(cmp_ge "$s" "$n13"); rpc=$(val ka_rpc smolhttpd); why=

@@ -820,10 +820,51 @@ t_start_line() { # t_start_line WANT_OFFLOAD(1/0)
 
 section "offload: large segments cut by the kernel; a routed client; --no-offload"
 check "start line: tap0 (mtu 1500, offload)" t_start_line 1
+ROUTED=0
 if setup_routed; then
+  ROUTED=1
   check "a client in a second namespace, routed at MTU 1500: every file byte-exact, segmented" t_routed
 else
   report "routed namespace set up" 1 "ip link/addr/route failed"
+fi
+
+# ------------------------------------------------------------------ IPv6 (issue 25)
+
+# The same server (offload on) at its IPv6 addresses: with6 CMD... runs CMD with BASE and
+# SERVER_IP pointing at fd69::1 (curl takes [fd69::1] in a URL as an address, not a glob).
+SERVER_IP6=fd69::1
+with6() {
+  local base=$BASE ip=$SERVER_IP rc
+  BASE="http://[$SERVER_IP6]"; SERVER_IP=$SERVER_IP6
+  "$@"; rc=$?
+  BASE=$base; SERVER_IP=$ip
+  return "$rc"
+}
+t_start_line6() {
+  grep -qF "and http://[$SERVER_IP6]:$PORT/ (IPv6; link-local fe80::ff:fe00:1)" "$LOG" ||
+    { echo "no IPv6 line in the start lines:"; head -n 3 "$LOG"; return 1; }
+}
+t_wget6() {
+  command -v wget >/dev/null || { echo "wget not installed"; return 77; }
+  rm -f "$TMPD/w6"
+  in_ns timeout 60 wget -q -6 -O "$TMPD/w6" "$BASE/video/Planeta.mp4" || { echo "wget failed"; return 1; }
+  cmp -s "$TMPD/w6" "$MP4" || { echo "wget's copy differs from $MP4"; return 1; }
+}
+section "IPv6: the same server at http://[$SERVER_IP6]/ (offload on) and its link-local address"
+check "start line: and http://[$SERVER_IP6]:$PORT/ (IPv6; link-local fe80::ff:fe00:1)" t_start_line6
+check "IPv6: GET / serves $FS/index.html" with6 t_get_file / "$FS/index.html"
+check "IPv6: every file byte-exact" with6 every_file "$NS"
+check "IPv6: GET -r 0-99 /video/Planeta.mp4: 206" with6 t_status 206 -r 0-99 "http://[$SERVER_IP6]/video/Planeta.mp4"
+check "IPv6: link-local http://[fe80::ff:fe00:1%$TAP]/: 200" t_status 200 "http://[fe80::ff:fe00:1%25$TAP]/"
+check "IPv6: wget -6 of /video/Planeta.mp4: byte-exact" with6 t_wget6
+check "IPv6: the access log writes the client as [fd69::100]:PORT" t_logged "[fd69::100]:"
+if [ "${E2E_SKIP_BROWSER:-0}" != 1 ]; then
+  check "IPv6 in Chromium: home page, every <img> decoded, every <video> readyState >= 2" with6 t_browser
+  check "IPv6 in Chromium: seek in /video/Planeta.mp4" with6 t_seek
+  check "IPv6 in Chromium: the chat page follows its event stream and posts" with6 t_chat_browser
+fi
+if [ "$ROUTED" = 1 ]; then
+  check "IPv6: a client in a second namespace, routed at MTU 1500: every file byte-exact, segmented" with6 t_routed
 fi
 stop_server
 LOG=$OUT/server-no-offload.log
@@ -833,6 +874,7 @@ if server_up "$BASE/" 50 10; then
   check "--no-offload: start line tap0 (mtu 1500)" t_start_line 0
   check "--no-offload: every file byte-exact" every_file "$NS"
   check "--no-offload: the routed client gets every file byte-exact" t_routed
+  check "--no-offload: the routed client gets every file byte-exact over IPv6" with6 t_routed
 else
   report "--no-offload: server came up" 1 "$(tail -n 5 "$LOG")"
 fi

@@ -151,8 +151,9 @@ write_raw_py() {
 """raw.py MODE ...: hand-built TCP for fairness.sh. Run it inside the test's namespaces only.
 
   spoof SERVER PORT PREFIX FIRST COUNT
-      one SYN (MSS 1460) to SERVER:PORT from each of PREFIX.FIRST .. PREFIX.(FIRST+COUNT-1),
-      on-link addresses nobody answers ARP for, through a raw socket.
+      one SYN (MSS 1460) to SERVER:PORT from each of PREFIX.FIRST .. PREFIX.(FIRST+COUNT-1)
+      (IPv4), or PREFIXFIRST.. in hex (IPv6, PREFIX like fd69::), on-link addresses nobody
+      answers ARP or neighbour discovery for, through a raw socket.
   synack SRC SERVER PORT
       a SYN from SRC whose options are NOP, MSS 1460 (the value at an odd offset); exit 0 when
       a SYN-ACK comes back within 2 s (3 tries). The kernel resets the SYN-ACK; that is fine.
@@ -197,8 +198,25 @@ def packet(src, dst, sport, dport, seq, ack, flags, window=65535, options=b"", p
     return ip[:10] + struct.pack("!H", csum(ip)) + ip[12:] + tcp
 
 
+def packet6(src, dst, sport, dport, seq, options):
+    """An IPv6 SYN (hop limit 64) with valid checksum, header included."""
+    s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    thl = 20 + len(options)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, (thl // 4) << 4, SYN, 65535, 0, 0)
+    tcp += options
+    pseudo = s + d + struct.pack("!I3xB", len(tcp), 6)
+    tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+    return struct.pack("!IHBB", 6 << 28, len(tcp), 6, 64) + s + d + tcp
+
+
 def sender():
     return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+
+
+def sender6():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.setsockopt(socket.IPPROTO_IPV6, 36, 1)  # IPV6_HDRINCL: our header, our source
+    return s
 
 
 def receiver():
@@ -234,6 +252,14 @@ def syn_ack(r, s, pkt, server, port, sport, isn):
 
 
 def spoof(server, port, prefix, first, count):
+    if ":" in server:
+        s = sender6()
+        for i in range(int(count)):
+            src = "%s%x" % (prefix, int(first, 16) + i)
+            s.sendto(packet6(src, server, random.randrange(32768, 61000), int(port),
+                             random.getrandbits(32), b"\x02\x04\x05\xa0"), (server, 0))
+        print("sent %s SYNs from %s%s and on" % (count, prefix, first))
+        return
     s = sender()
     for i in range(int(count)):
         src = "%s.%d" % (prefix, int(first) + i)
@@ -370,7 +396,7 @@ newcomer() { ncurl --max-time 30 -o /dev/null -w '%{http_code} %{time_total}' "$
 t_spoofed_syns() {
   local out code t a b i pct rc=1
   slots_listening
-  raw spoof "$SERVER_IP" "$PORT" 192.168.69 70 10 || return 1
+  raw spoof "$SERVER_IP" "$PORT" "${SPOOF_PREFIX:-192.168.69}" 70 10 || return 1
   out=$(newcomer /text/text.htm); code=${out% *}; t=${out#* }
   echo "info: curl of /text/text.htm after 10 spoofed SYNs: $code in ${t} s"
   [ "$code" = 200 ] && within "$t" "$NEWCOMER_LIMIT" || return 1
@@ -462,6 +488,25 @@ check "10 spoofed SYNs from silent on-link addresses: a curl within 2.5 s, then 
 check "10 slow request bodies (a byte every 4 s): a newcomer's curl within 2.5 s" t_slow_bodies
 check "offload: a SYN with options NOP, MSS 1460 gets its SYN-ACK" t_nop_mss
 check "a SYN announcing MSS 1: no data segment below 400 bytes but the last" t_mss_floor
+
+# The same crowds over IPv6: the server at fd69::1, the clients at fd69::100 (with6 points
+# SERVER_IP and BASE there for one check).
+with6() {
+  local base=$BASE ip=$SERVER_IP rc
+  BASE="http://[fd69::1]"; SERVER_IP=fd69::1
+  SPOOF_PREFIX=fd69:: "$@"; rc=$?
+  BASE=$base; SERVER_IP=$ip
+  return "$rc"
+}
+section "the same over IPv6 (http://[fd69::1]/)"
+check "IPv6: 40 keep-alive clients x 10 requests: all 400 answered within 3 s" with6 t_keepalive
+check "IPv6: 10 readers of Planeta.mp4 at 1 KB/s: a new curl of / within 2 s, 3 times" with6 t_slow_readers
+check "IPv6: 10 slow-header clients: a new curl of / within 2 s" with6 t_slow_heads
+check "IPv6: 10 idle keep-alive connections: a new client connects within 100 ms" with6 t_idle
+check "IPv6: 30 concurrent downloads of Planeta.mp4: all byte-exact" with6 t_downloads
+check "IPv6: ab -c 50 -n 3000 -k (keep-alive): all answered, none failed" with6 t_ab -k
+check "IPv6: 10 spoofed SYNs from silent on-link addresses (fd69::70..79): a curl within 2.5 s, then the server idle" with6 t_spoofed_syns
+check "IPv6: 10 slow request bodies (a byte every 4 s): a newcomer's curl within 2.5 s" with6 t_slow_bodies
 
 section "afterwards"
 check "/status counts the evictions (slow readers and slow heads)" t_counters

@@ -121,7 +121,8 @@ make_tap_ns() {
 }
 
 # setup_routed: a second namespace $NS2 routed through the tap's host side: $NS2 (veth vr1,
-# 10.69.2.2) -> $NS (veth vr0, 10.69.2.1, forwarding) -> tap0 -> smolhttpd. Segmentation
+# 10.69.2.2 and fd69:2::2) -> $NS (veth vr0, 10.69.2.1 and fd69:2::1, forwarding) -> tap0 ->
+# smolhttpd. Segmentation
 # offload is turned off on vr0 (ethtool), so the kernel cuts smolhttpd's large segments to
 # the veth's MTU (1500) in software and vr1 carries wire-sized packets: SOFT_GSO=1 (0 when
 # ethtool is missing). cleanup deletes $NS2.
@@ -133,6 +134,11 @@ setup_routed() {
     ip -n "$NS" link set vr0 up && ip -n "$NS2" link set vr1 up &&
     ip -n "$NS2" route add default via 10.69.2.1 &&
     ip netns exec "$NS" sysctl -qw net.ipv4.ip_forward=1 || return 1
+  # The same over IPv6: fd69:2::2 -> fd69:2::1 (forwarding) -> tap0 -> fd69::1, whose default
+  # route is the tap's host side fd69::100 (--gateway6).
+  ip -n "$NS" -6 addr add fd69:2::1/64 dev vr0 nodad && ip -n "$NS2" -6 addr add fd69:2::2/64 dev vr1 nodad &&
+    ip -n "$NS2" -6 route add default via fd69:2::1 &&
+    ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.forwarding=1 || return 1
   SOFT_GSO=0
   if command -v ethtool >/dev/null 2>&1 || [ -x /usr/sbin/ethtool ]; then
     ip netns exec "$NS" "$(command -v ethtool || echo /usr/sbin/ethtool)" -K vr0 tso off gso off >/dev/null 2>&1 &&

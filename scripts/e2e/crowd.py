@@ -71,7 +71,7 @@ async def keepalive(host, port, clients, requests, path):
 
 
 def slowread(host, port, path, rate, seconds, marker=None):
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.settimeout(5)
     s.connect((host, port))
