@@ -4,7 +4,7 @@
 //! ```sh
 //! sudo scripts/tap-up.sh            # tap0, host side 192.168.69.100/24
 //! cargo run --release --example hello -- --tap tap0
-//! curl http://192.168.69.1/hello
+//! curl http://192.168.69.1/hello             # or http://[fd69::1]/hello
 //! curl --data 'ping' http://192.168.69.1/echo
 //! ```
 
@@ -21,7 +21,7 @@ use smolhttpd::{config, site, Config, Server, SLOTS};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Device as _};
 use smoltcp::time::Duration;
-use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv6Address};
 
 /// `GET /hello`: a fixed text.
 struct Hello;
@@ -94,12 +94,25 @@ fn main() {
     // Monotonic time (not smoltcp's Instant::now(), which is the wall clock and can step back).
     let clock = Clock::new();
     let mut iface = Interface::new(IfaceConfig::new(mac.into()), &mut dev, clock.now());
+    // The binary's addresses: 192.168.69.1/24, fd69::1/64 and the link-local address of the
+    // MAC (fe80:: with its EUI-64), which neighbour discovery on the link expects.
+    let link_local = {
+        let mut o = [0u8; 16];
+        o[..2].copy_from_slice(&[0xfe, 0x80]);
+        o[8..].copy_from_slice(&mac.as_eui_64().unwrap_or_default());
+        Ipv6Address::from_octets(o)
+    };
     iface.update_ip_addrs(|a| {
         let _ = a.push(IpCidr::new(Ipv4Address::new(192, 168, 69, 1).into(), 24));
+        let _ = a.push(IpCidr::new(link_local.into(), 64));
+        let _ = a.push(IpCidr::new(
+            Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 1).into(),
+            64,
+        ));
     });
-    let _ = iface
-        .routes_mut()
-        .add_default_ipv4_route(Ipv4Address::new(192, 168, 69, 100));
+    let routes = iface.routes_mut();
+    let _ = routes.add_default_ipv4_route(Ipv4Address::new(192, 168, 69, 100));
+    let _ = routes.add_default_ipv6_route(Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 0x100));
 
     let mut storage = [SocketStorage::EMPTY; SLOTS];
     let mut rx = vec![0u8; SLOTS * config::RX_BUFFER];

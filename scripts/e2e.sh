@@ -892,6 +892,7 @@ if server_up "$BASE/hello" 50 10; then
   check "hello: POST /echo with 1,000 random bytes: 200, the same bytes back" t_echo
   check "hello: GET / still serves $FS/index.html" t_get_file / "$FS/index.html"
   check "hello: GET /echo: 405 with Allow: POST" t_status_allow 405 "POST" "$BASE/echo"
+  check "hello: GET /hello over IPv6 (http://[$SERVER_IP6]/hello)" with6 t_hello
   check "hello: still running, no panic" t_no_panic
 else
   report "hello: example came up" 1 "$(tail -n 5 "$OUT/hello.log")"

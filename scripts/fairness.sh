@@ -51,7 +51,7 @@ LOG=$OUT/server.log
 CLEANUP_REAP=1
 set_traps
 make_tap_ns quiet
-start_server
+start_server ${FAIR_SERVER_ARGS:-}
 server_up "$BASE/" 50 10 || exit 1
 
 crowd() { in_ns timeout 60 python3 "$CROWD" "$1" "$SERVER_IP" "$PORT" "${@:2}"; }
