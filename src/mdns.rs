@@ -1,47 +1,57 @@
 //! An mDNS responder (RFC 6762) for the host's own name: `smolhttpd.local` answers with the
-//! interface's IPv4 address, so `http://smolhttpd.local/` works on the link without a DNS
-//! server (feature `mdns`).
+//! interface's IPv4 address and (feature `ipv6`) its IPv6 addresses, so
+//! `http://smolhttpd.local/` works on the link without a DNS server (feature `mdns`).
 //!
 //! Modelled on lwIP's `apps/mdns`: a small module on one UDP socket beside the HTTP server,
-//! in the caller's socket set, fed the interface's address on every poll, with probing and
-//! announcing as a timer-driven state machine. It serves one `A` record (and the `NSEC` that
-//! says there is no other type for the name); no services (DNS-SD), no IPv6.
+//! in the caller's socket set, fed the interface's addresses on every poll, with probing and
+//! announcing as a timer-driven state machine. It serves the host's address records, one `A`
+//! and (feature `ipv6`) up to three `AAAA` (`MAX_AAAA`), and the `NSEC` that says which of
+//! the two types the name has; no services (DNS-SD).
 //!
 //! - **Socket**: [`Responder::new`] adds one `udp::Socket` to the caller's `SocketSet`, its
 //!   buffers lent from a [`Buffers`] (a `static` on firmware), binds it to port 5353 with IP
-//!   TTL 255, and joins 224.0.0.251 on the interface (`Interface::join_multicast_group`, which
-//!   needs smoltcp's `multicast` feature; the IGMP report goes out with the next egress).
-//! - **Address**: read from the interface (`Interface::ipv4_addr`) on every poll; when it
-//!   changes (a DHCP lease, `update_ip_addrs`) the name is probed and announced again with the
-//!   new address; without one, nothing is sent.
-//! - **Probing** (8.1): after a delay of 0-250 ms (derived from the name and address: no clock
-//!   or random source is read), three queries 250 ms apart for the name, type ANY, with the
-//!   proposed `A` record in the authority section. A response for the name with other data
-//!   (8.1, 9) is a conflict: the name becomes `NAME-2` (then `-3`...) and probing starts
-//!   again; from 15 conflicts in 10 s on, each new attempt waits 5 s. A simultaneous probe
-//!   for the name whose data sorts later (8.2) wins: this responder waits 1 s and probes again.
-//! - **Announcing** (8.3): two unsolicited responses 1 s apart, the record with the
+//!   TTL (hop limit) 255, and joins 224.0.0.251 on the interface (and, feature `ipv6`,
+//!   ff02::fb: `Interface::join_multicast_group`, which needs smoltcp's `multicast` feature;
+//!   the IGMP report and the MLDv2 report go out with the next egress).
+//! - **Addresses**: read from the interface on every poll: its first IPv4 address
+//!   (`Interface::ipv4_addr`) and its first three IPv6 addresses, link-local ones
+//!   included (6.2: a response carries every address valid on the link; a resolver picks).
+//!   When they change (a DHCP lease, a SLAAC address, `update_ip_addrs`) the name is probed
+//!   and announced again with the new set; without any, nothing is sent.
+//! - **Probing** (8.1): after a delay of 0-250 ms (derived from the name and addresses: no
+//!   clock or random source is read), three queries 250 ms apart for the name, type ANY, with
+//!   the proposed address records in the authority section. A response for the name with
+//!   other data (8.1, 9) is a conflict: the name becomes `NAME-2` (then `-3`...) and probing
+//!   starts again; from 15 conflicts in 10 s on, each new attempt waits 5 s. A simultaneous
+//!   probe for the name whose records sort later (8.2: both sets sorted, compared in turn)
+//!   wins: this responder waits 1 s and probes again.
+//! - **Announcing** (8.3): two unsolicited responses 1 s apart, the records with the
 //!   cache-flush bit and TTL 120 s; then [`State::Running`]. A conflicting response later
 //!   (9) sends it back to probing under the same name.
-//! - **Answering** (6): `A` or `ANY` questions for the name get the `A` record; other types
-//!   get an `NSEC` saying only `A` exists (6.1), which also rides in the additional section of
-//!   every multicast answer. A query from port 5353 is answered by multicast to
-//!   224.0.0.251:5353 (id 0, no questions, cache-flush, TTL 120), at most once a second per
-//!   the rate limit (a held-back answer goes out when the second is up; a probe is defended
-//!   within 250 ms); with the QU bit (5.4) on every question for the name, and the record
-//!   multicast within the last 30 s, or sent to this host's unicast address (5.5), by unicast
-//!   to the sender. A one-shot query from any other port (6.7, e.g. `dig -p 5353
-//!   @224.0.0.251`) with one question is answered by unicast to its port with its id and its
-//!   question repeated, TTL 10 s and no cache-flush bit, as 6.7 and 10.2 ask. Unicast
-//!   answers go only to senders on one of the interface's subnets (11). A known answer in the
-//!   query (7.1) with at least half the TTL left suppresses the `A` answer.
-//! - **A silent querier**: a unicast answer to an address that never answers ARP would hold
-//!   the socket's send queue for good (smoltcp keeps it at the head, and everything behind
-//!   it). A queue that has not drained for 2 s is dropped ([`Stats::flushed`]); multicast
-//!   answers wait in the responder meanwhile, not in the socket, so they still go out.
+//! - **Answering** (6): `A`, `AAAA` or `ANY` questions for the name get those records; a
+//!   type the name lacks gets an `NSEC` listing the types it has (6.1), which also rides in
+//!   the additional section of every multicast answer, with the other family's address
+//!   records (6.2). A query from port 5353 is answered by multicast to the group it came on
+//!   (224.0.0.251 or ff02::fb, port 5353; id 0, no questions, cache-flush, TTL 120), at most
+//!   once a second per the rate limit (a held-back answer goes out when the second is up; a
+//!   probe is defended within 250 ms); with the QU bit (5.4) on every question for the name,
+//!   and the records multicast within the last 30 s, or sent to this host's unicast address
+//!   (5.5), by unicast to the sender. A one-shot query from any other port (6.7, e.g. `dig
+//!   -p 5353 @224.0.0.251`) with one question is answered by unicast to its port with its id
+//!   and its question repeated, TTL 10 s and no cache-flush bit, as 6.7 and 10.2 ask. Unicast
+//!   answers go only to senders on one of the interface's subnets (11; every link-local
+//!   sender is). A known answer in the query (7.1) with at least half the TTL left is left
+//!   out of the answer, record by record.
+//! - **Probes and announcements** go to every family the host has an address of: 224.0.0.251
+//!   with an IPv4 address, ff02::fb with an IPv6 one.
+//! - **A silent querier**: a unicast answer to an address that never answers ARP (or
+//!   neighbour solicitation) would hold the socket's send queue for good (smoltcp keeps it at
+//!   the head, and everything behind it). A queue that has not drained for 2 s is dropped
+//!   ([`Stats::flushed`]); multicast answers wait in the responder meanwhile, not in the
+//!   socket, so they still go out.
 //! - **Ignored**: what cannot be parsed (counted in [`Stats::malformed`]), other names,
 //!   opcodes and response codes other than 0, responses from ports other than 5353 and
-//!   responses that are not conflicts (records with our very address, other names).
+//!   responses that are not conflicts (records with our very addresses, other names).
 //!
 //! **DNS parsing: by hand**, in this file, with bounds checks on every read (`get`, never an
 //! index) and name decompression bounded by 16 pointer hops and 255 name octets, so that no
@@ -98,8 +108,8 @@
 //! ```
 //!
 //! It never allocates, reads no clock (time comes in as `Instant`) and keeps its state in the
-//! [`Responder`] (about 270 bytes) and its socket's buffers in the [`Buffers`] (about 2.2 KiB by
-//! default).
+//! [`Responder`] (about 270 bytes; 330 with `ipv6`) and its socket's buffers in the
+//! [`Buffers`] (about 2.2 KiB by default).
 
 use core::cmp::Ordering;
 
@@ -107,11 +117,22 @@ use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+#[cfg(feature = "ipv6")]
+use smoltcp::wire::{IpCidr, Ipv6Address};
 
 /// The mDNS port.
 pub const PORT: u16 = 5353;
 /// The IPv4 mDNS group.
 pub const GROUP: Ipv4Address = Ipv4Address::new(224, 0, 0, 251);
+/// The IPv6 mDNS group (feature `ipv6`).
+#[cfg(feature = "ipv6")]
+pub const GROUP_V6: Ipv6Address = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb);
+/// `AAAA` records at most (feature `ipv6`): the interface's first IPv6 addresses, e.g. its
+/// link-local address, one from SLAAC or configuration, and one more.
+#[cfg(feature = "ipv6")]
+pub const MAX_AAAA: usize = 3;
+#[cfg(not(feature = "ipv6"))]
+const MAX_AAAA: usize = 0;
 /// TTL of the records sent to port 5353 (RFC 6762 10: 120 s for host names).
 pub const TTL: u32 = 120;
 /// TTL of the records in answers to one-shot queries from other ports (6.7: at most 10 s).
@@ -128,12 +149,14 @@ pub const ANNOUNCEMENTS: u8 = 2;
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Receive buffer of the default [`Buffers`]: one full-size datagram.
 pub const RX_BUFFER: usize = 1536;
-/// Transmit buffer of the default [`Buffers`]: a few answers (each under 100 bytes).
+/// Transmit buffer of the default [`Buffers`]: a few answers (each under 100 bytes; with
+/// three `AAAA` records, under 170).
 pub const TX_BUFFER: usize = 512;
 /// Datagrams each direction of the socket queues.
 pub const PACKETS: usize = 4;
 
 const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 const TYPE_NSEC: u16 = 47;
 const TYPE_ANY: u16 = 255;
 const CLASS_IN: u16 = 1;
@@ -151,9 +174,30 @@ const MAX_HOPS: u8 = 16;
 /// Longest name in wire form.
 const MAX_NAME: usize = 255;
 
-/// What a response carries: the `A` record, an `NSEC`.
-const WANT_A: u8 = 1;
-const WANT_NSEC: u8 = 2;
+/// The types a query asks for the name.
+const ASK_A: u8 = 1;
+const ASK_AAAA: u8 = 2;
+const ASK_ANY: u8 = 4;
+const ASK_OTHER: u8 = 8;
+
+/// The records of a message, one bit each: the `A` record, the `AAAA` records (bits 1 to
+/// `MAX_AAAA`, in the order of [`Addrs`]), the `NSEC`.
+const REC_A: u8 = 1;
+const REC_AAAA: u8 = ((1u16 << (MAX_AAAA + 1)) - 2) as u8;
+const REC_NSEC: u8 = 0x80;
+const REC_ADDRS: u8 = REC_A | REC_AAAA;
+
+/// Address families, one bit each: where multicast messages go.
+const FAM_V4: u8 = 1;
+#[cfg(feature = "ipv6")]
+const FAM_V6: u8 = 2;
+
+/// The groups, with their families.
+const GROUPS: &[(u8, IpEndpoint)] = &[
+    (FAM_V4, IpEndpoint::new(IpAddress::Ipv4(GROUP), PORT)),
+    #[cfg(feature = "ipv6")]
+    (FAM_V6, IpEndpoint::new(IpAddress::Ipv6(GROUP_V6), PORT)),
+];
 
 /// A multicast record goes out at most this often (6)...
 const MULTICAST_GAP: Duration = Duration::from_secs(1);
@@ -177,10 +221,12 @@ const SEND_RETRY: Duration = Duration::from_millis(100);
 const STUCK: Duration = Duration::from_secs(2);
 
 /// The socket's buffers, lent to the `SocketSet` by [`Responder::new`]: `RX` and `TX` bytes
-/// of datagram payload, [`PACKETS`] datagrams each way (2240 bytes by default). On firmware
-/// keep it in a `static`, built in place at start-up (`StaticCell::init_with(Buffers::new)`):
-/// smoltcp's empty packet metadata is not all zero bits, so a `const`-initialised static would
-/// sit in `.data` and cost its size in flash as well.
+/// of datagram payload, [`PACKETS`] datagrams each way (2240 bytes by default; 2464 with
+/// `ipv6`, whose packet metadata holds IPv6 endpoints). On firmware keep it in a `static`
+/// filled at start-up (`StaticCell::init_with(Buffers::new)`, best in a function of its own
+/// that is not inlined, as LLVM may build the value on the stack first): smoltcp's empty
+/// packet metadata is not all zero bits, so a `const`-initialised static would sit in `.data`
+/// and cost its size in flash as well.
 pub struct Buffers<const RX: usize = RX_BUFFER, const TX: usize = TX_BUFFER> {
     rx_meta: [udp::PacketMetadata; PACKETS],
     rx: [u8; RX],
@@ -212,8 +258,9 @@ pub enum Error {
     /// The name is not one DNS label of 1 to 63 ASCII letters, digits and hyphens (with or
     /// without `.local` after it).
     Name,
-    /// The interface could not join 224.0.0.251: its multicast group table is full (smoltcp's
-    /// `iface-max-multicast-group-count-*` features size it).
+    /// The interface could not join 224.0.0.251 (or, feature `ipv6`, ff02::fb): its multicast
+    /// group table is full (smoltcp's `iface-max-multicast-group-count-*` features size it;
+    /// with IPv6 it also holds a solicited-node group per distinct IPv6 address suffix).
     Multicast,
 }
 
@@ -229,7 +276,8 @@ impl core::fmt::Display for Error {
 /// What the responder is doing, for the caller's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    /// The interface has no IPv4 address: nothing to claim, nothing sent.
+    /// The interface has no address (IPv4, or with `ipv6` IPv6 either): nothing to claim,
+    /// nothing sent.
     NoAddress,
     /// Probing whether the name is free (RFC 6762 8.1).
     Probing,
@@ -256,7 +304,8 @@ impl core::fmt::Display for State {
 /// Counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
-    /// Answers sent (multicast and unicast).
+    /// Answers sent (multicast and unicast; one multicast answer sent to both groups counts
+    /// once).
     pub answered: u32,
     /// Of them, answers sent by unicast.
     pub unicast: u32,
@@ -284,13 +333,15 @@ pub struct Responder {
     label: Label,
     /// N of `-N` (1: none yet).
     suffix: u32,
-    /// The address being probed or announced.
-    addr: Option<Ipv4Address>,
+    /// The addresses being probed or announced.
+    addrs: Addrs,
     phase: Phase,
     /// When the next probe or announcement is due.
     next: Option<Instant>,
-    /// A multicast answer held back by the rate limit (`WANT_*` bits), and when it may go.
+    /// A multicast answer held back by the rate limit (`REC_*` bits), the groups it goes to
+    /// (`FAM_*` bits), and when it may go.
     pending: u8,
+    pending_fams: u8,
     pending_at: Instant,
     last_multicast: Option<Instant>,
     /// Conflicts in the window that started at `window_start`.
@@ -308,6 +359,185 @@ enum Phase {
     Announcing { sent: u8 },
     Running,
     Stopped,
+}
+
+/// The address records the responder claims, as wire bytes: the interface's first IPv4
+/// address and (feature `ipv6`) its first [`MAX_AAAA`] IPv6 addresses, in the interface's
+/// order. Record 0 is the `A`, records 1.. the `AAAA`s (the `REC_*` bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Addrs {
+    v4: Option<[u8; 4]>,
+    #[cfg(feature = "ipv6")]
+    v6: [[u8; 16]; MAX_AAAA],
+    #[cfg(feature = "ipv6")]
+    v6_len: u8,
+}
+
+/// A record as 8.2 compares them: class (without the cache-flush bit), type, rdata.
+type Rec<'m> = (u16, u16, &'m [u8]);
+
+impl Addrs {
+    /// The interface's addresses now.
+    fn of(iface: &Interface) -> Addrs {
+        let v4 = iface
+            .ipv4_addr()
+            .filter(|a| !a.is_unspecified())
+            .map(|a| a.octets());
+        #[cfg(feature = "ipv6")]
+        let (v6, v6_len) = {
+            let mut v6 = [[0; 16]; MAX_AAAA];
+            let mut n = 0u8;
+            for cidr in iface.ip_addrs() {
+                let IpCidr::Ipv6(cidr) = cidr else {
+                    continue;
+                };
+                let a = cidr.address();
+                if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+                    continue;
+                }
+                if let Some(slot) = v6.get_mut(usize::from(n)) {
+                    *slot = a.octets();
+                    n += 1;
+                }
+            }
+            (v6, n)
+        };
+        Addrs {
+            v4,
+            #[cfg(feature = "ipv6")]
+            v6,
+            #[cfg(feature = "ipv6")]
+            v6_len,
+        }
+    }
+
+    /// The records there are (`REC_*` bits).
+    fn records(&self) -> u8 {
+        #[allow(unused_mut)]
+        let mut r = if self.v4.is_some() { REC_A } else { 0 };
+        #[cfg(feature = "ipv6")]
+        {
+            r |= (((1u16 << self.v6_len) - 1) << 1) as u8;
+        }
+        r
+    }
+
+    /// The families with an address (`FAM_*` bits): where multicast messages can go.
+    fn families(&self) -> u8 {
+        #[allow(unused_mut)]
+        let mut f = if self.v4.is_some() { FAM_V4 } else { 0 };
+        #[cfg(feature = "ipv6")]
+        if self.v6_len > 0 {
+            f |= FAM_V6;
+        }
+        f
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records() == 0
+    }
+
+    /// Record `i` (0: the `A`, 1..: the `AAAA`s): its type and rdata.
+    fn record(&self, i: usize) -> Option<(u16, &[u8])> {
+        if i == 0 {
+            return self.v4.as_ref().map(|a| (TYPE_A, &a[..]));
+        }
+        #[cfg(feature = "ipv6")]
+        if i <= usize::from(self.v6_len) {
+            return self.v6.get(i - 1).map(|a| (TYPE_AAAA, &a[..]));
+        }
+        None
+    }
+
+    /// The `REC_*` bit of our record with this type and rdata (0: not one of ours).
+    fn find(&self, rtype: u16, rdata: &[u8]) -> u8 {
+        (0..=MAX_AAAA)
+            .filter(|&i| self.record(i) == Some((rtype, rdata)))
+            .fold(0, |m, i| m | 1 << i)
+    }
+
+    /// Our records sorted as 8.2 compares them, and how many.
+    fn sorted(&self) -> ([Rec<'_>; MAX_AAAA + 1], usize) {
+        let mut out: [Rec<'_>; MAX_AAAA + 1] = [(0, 0, &[]); MAX_AAAA + 1];
+        let mut n = 0;
+        for i in 0..=MAX_AAAA {
+            if let (Some((rtype, rdata)), Some(slot)) = (self.record(i), out.get_mut(n)) {
+                *slot = (CLASS_IN, rtype, rdata);
+                n += 1;
+            }
+        }
+        // Insertion sort: at most MAX_AAAA + 1 records.
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && out.get(j) < out.get(j - 1) {
+                out.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+        (out, n)
+    }
+
+    /// The `NSEC` type bitmap of window 0: `A` is bit 1, `AAAA` bit 28; and its length.
+    fn nsec_bitmap(&self) -> ([u8; 4], usize) {
+        let a = if self.v4.is_some() { 0x40 } else { 0 };
+        if any_aaaa(self.records()) {
+            ([a, 0, 0, 0x08], 4)
+        } else {
+            ([a, 0, 0, 0], 1)
+        }
+    }
+}
+
+/// The addresses as a list for the log: `192.168.69.1, fd69::1, fe80::ff:fe00:1`.
+impl core::fmt::Display for Addrs {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        for i in 0..=MAX_AAAA {
+            let Some((_, rdata)) = self.record(i) else {
+                continue;
+            };
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            if let Ok(a) = <[u8; 4]>::try_from(rdata) {
+                write!(f, "{}", Ipv4Address::from(a))?;
+            }
+            #[cfg(feature = "ipv6")]
+            if let Ok(a) = <[u8; 16]>::try_from(rdata) {
+                write!(f, "{}", Ipv6Address::from(a))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `records` (`REC_*` bits) has an `AAAA` record: a bit that is neither the `A` nor
+/// the `NSEC` (`REC_AAAA` is zero without `ipv6`).
+fn any_aaaa(records: u8) -> bool {
+    records & !(REC_A | REC_NSEC) != 0
+}
+
+/// The family of an address (`FAM_*`).
+fn family(addr: &IpAddress) -> u8 {
+    match addr {
+        IpAddress::Ipv4(_) => FAM_V4,
+        #[cfg(feature = "ipv6")]
+        IpAddress::Ipv6(_) => FAM_V6,
+        #[allow(unreachable_patterns)]
+        _ => 0,
+    }
+}
+
+/// Whether `addr` is one of the mDNS groups.
+fn is_group(addr: Option<IpAddress>) -> bool {
+    match addr {
+        Some(IpAddress::Ipv4(a)) => a == GROUP,
+        #[cfg(feature = "ipv6")]
+        Some(IpAddress::Ipv6(a)) => a == GROUP_V6,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
 }
 
 /// One DNS label, kept with ".local" after it.
@@ -418,13 +648,21 @@ fn bump(counter: &mut u32) {
     *counter = counter.saturating_add(1);
 }
 
-/// The 0-250 ms before the first probe (8.1), from the name and address: hosts that start
+/// The 0-250 ms before the first probe (8.1), from the name and addresses: hosts that start
 /// together with the same name have different addresses, so they spread out.
-fn jitter(label: &Label, addr: Ipv4Address) -> Duration {
+fn jitter(label: &Label, addrs: &Addrs) -> Duration {
     // FNV-1a.
     let mut h: u32 = 0x811c_9dc5;
-    for &b in label.as_bytes().iter().chain(addr.octets().iter()) {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    let mut add = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    };
+    add(label.as_bytes());
+    for i in 0..=MAX_AAAA {
+        if let Some((_, rdata)) = addrs.record(i) {
+            add(rdata);
+        }
     }
     Duration::from_millis(u64::from(h % 250))
 }
@@ -461,63 +699,70 @@ impl Out<'_> {
 /// A message to send.
 #[derive(Debug, Clone, Copy)]
 enum Msg {
-    /// A probe query: the name, type ANY, QU; the proposed `A` record as authority.
+    /// A probe query: the name, type ANY, QU; the proposed address records as authority.
     Probe,
-    /// A response: the `A` record and/or an `NSEC` (`want`), with the query's id (0 for
-    /// multicast) and, for a one-shot query, its question repeated.
+    /// A response: `records` (`REC_*` bits) as answers, with the query's id (0 for
+    /// multicast) and, for a one-shot query, its question repeated. Unless it is that, a
+    /// response with address records has in its additional section the other family's
+    /// address records (6.2) and the `NSEC` (6.1), where the answers lack them.
     Answer {
         id: u16,
-        want: u8,
+        records: u8,
         ttl: u32,
         flush: bool,
         question: Option<(u16, u16)>,
     },
 }
 
-fn write(out: &mut Out<'_>, label: &Label, addr: Ipv4Address, msg: Msg) {
+fn count(records: u8) -> u16 {
+    records.count_ones() as u16
+}
+
+fn write(out: &mut Out<'_>, label: &Label, addrs: &Addrs, msg: Msg) {
+    // The first name goes in full at offset 12; every later one is a pointer to it.
+    let mut named = false;
     match msg {
         Msg::Probe => {
-            for v in [0, 0, 1, 0, 1, 0] {
+            let records = addrs.records();
+            for v in [0, 0, 1, 0, count(records), 0] {
                 out.u16(v); // id, flags, QD, AN, NS, AR
             }
             label.write_name(out);
+            named = true;
             out.u16(TYPE_ANY);
             out.u16(CLASS_IN | CLASS_TOP);
-            out.u16(POINTER_TO_FIRST);
-            out.u16(TYPE_A);
-            out.u16(CLASS_IN); // no cache-flush bit outside a response's answers (10.2)
-            out.u32(TTL);
-            out.u16(4);
-            out.put(&addr.octets());
+            // No cache-flush bit outside a response's answers (10.2).
+            write_records(out, label, addrs, records, CLASS_IN, TTL, &mut named);
         }
         Msg::Answer {
             id,
-            want,
+            records,
             ttl,
             flush,
             question,
         } => {
-            let a = want & WANT_A != 0;
-            let nsec_answer = want & WANT_NSEC != 0;
-            // With the A record, the NSEC says there is no AAAA (6.1); not to one-shot queriers.
-            let nsec_additional = a && !nsec_answer && question.is_none();
+            let records = records & (addrs.records() | REC_NSEC);
+            let additional = if question.is_none() && records & REC_ADDRS != 0 {
+                let mut other = 0;
+                if records & REC_A != 0 {
+                    other |= REC_AAAA;
+                }
+                if any_aaaa(records) {
+                    other |= REC_A;
+                }
+                (addrs.records() & other & !records) | (REC_NSEC & !records)
+            } else {
+                0
+            };
             out.u16(id);
             out.u16(FLAGS_RESPONSE | FLAGS_AUTHORITATIVE);
             out.u16(u16::from(question.is_some()));
-            out.u16(u16::from(a) + u16::from(nsec_answer));
+            out.u16(count(records));
             out.u16(0);
-            out.u16(u16::from(nsec_additional));
-            let mut named = false;
-            let mut name = |out: &mut Out<'_>| {
-                if named {
-                    out.u16(POINTER_TO_FIRST);
-                } else {
-                    label.write_name(out);
-                    named = true;
-                }
-            };
+            out.u16(count(additional));
             if let Some((qtype, qclass)) = question {
-                name(out);
+                label.write_name(out);
+                named = true;
                 out.u16(qtype);
                 out.u16(qclass);
             }
@@ -526,26 +771,54 @@ fn write(out: &mut Out<'_>, label: &Label, addr: Ipv4Address, msg: Msg) {
             } else {
                 CLASS_IN
             };
-            if a {
-                name(out);
-                out.u16(TYPE_A);
-                out.u16(class);
-                out.u32(ttl);
-                out.u16(4);
-                out.put(&addr.octets());
-            }
-            if nsec_answer || nsec_additional {
-                name(out);
-                out.u16(TYPE_NSEC);
-                out.u16(class);
-                out.u32(ttl);
-                out.u16(label.name_len() as u16 + 3);
-                // Next domain name (the name itself, uncompressed: RFC 4034 4.1.1), then the
-                // type bitmap: window 0, one byte, the bit of type 1 (A).
-                label.write_name(out);
-                out.put(&[0, 1, 0x40]);
-            }
+            write_records(out, label, addrs, records, class, ttl, &mut named);
+            write_records(out, label, addrs, additional, class, ttl, &mut named);
         }
+    }
+}
+
+/// Writes `records` (`REC_*` bits): the address records in order, then the `NSEC`.
+fn write_records(
+    out: &mut Out<'_>,
+    label: &Label,
+    addrs: &Addrs,
+    records: u8,
+    class: u16,
+    ttl: u32,
+    named: &mut bool,
+) {
+    let mut name = |out: &mut Out<'_>| {
+        if *named {
+            out.u16(POINTER_TO_FIRST);
+        } else {
+            label.write_name(out);
+            *named = true;
+        }
+    };
+    for i in 0..=MAX_AAAA {
+        let Some((rtype, rdata)) = addrs.record(i).filter(|_| records & (1 << i) != 0) else {
+            continue;
+        };
+        name(out);
+        out.u16(rtype);
+        out.u16(class);
+        out.u32(ttl);
+        out.u16(rdata.len() as u16);
+        out.put(rdata);
+    }
+    if records & REC_NSEC != 0 {
+        let (bitmap, len) = addrs.nsec_bitmap();
+        name(out);
+        out.u16(TYPE_NSEC);
+        out.u16(class);
+        out.u32(ttl);
+        out.u16((label.name_len() + 2 + len) as u16);
+        // Next domain name (the name itself, uncompressed: RFC 4034 4.1.1), then the type
+        // bitmap of window 0: A, and AAAA when the name has one.
+        label.write_name(out);
+        out.u8(0);
+        out.u8(len as u8);
+        out.put(bitmap.get(..len).unwrap_or(&[]));
     }
 }
 
@@ -563,15 +836,16 @@ struct Summary {
     id: u16,
     response: bool,
     questions: u16,
-    /// `WANT_*` bits asked for the name.
-    want: u8,
+    /// `ASK_*` bits: the types asked for the name.
+    asked: u8,
     /// Questions for the name, and how many of them have the QU bit.
     matched: u16,
     qu: u16,
     /// The first question for the name (type, class), to repeat to a one-shot querier.
     question: Option<(u16, u16)>,
-    /// The query lists our `A` record as known, with at least half its TTL left (7.1).
-    known_a: bool,
+    /// Our records (`REC_*` bits) the query lists as known, with at least half their TTL
+    /// left (7.1).
+    known: u8,
     /// The query is a probe for the name (authority records for it): how ours compares.
     tiebreak: Option<Tiebreak>,
     /// The response has a record for the name with other data than ours.
@@ -637,9 +911,106 @@ fn name_at(msg: &[u8], start: usize, label: &[u8]) -> Option<(bool, usize)> {
     }
 }
 
-/// Reads a whole message against our name (`label`) and address. None if any part of it is
+/// One resource record at `pos`: whether its name is ours, its type, class (without the
+/// top bit), TTL and rdata, and where the next one begins.
+fn record_at<'m>(msg: &'m [u8], pos: usize, label: &[u8]) -> Option<(bool, Rec<'m>, u32, usize)> {
+    let (ours, end) = name_at(msg, pos, label)?;
+    let rtype = be16(msg, end)?;
+    let class = be16(msg, end.checked_add(2)?)? & !CLASS_TOP;
+    let ttl = be32(msg, end.checked_add(4)?)?;
+    let rdlen = usize::from(be16(msg, end.checked_add(8)?)?);
+    let start = end.checked_add(10)?;
+    let rdata = msg.get(start..start.checked_add(rdlen)?)?;
+    Some((ours, (class, rtype, rdata), ttl, start + rdlen))
+}
+
+/// The records for our name of class IN among `count` records from `pos`, as 8.2 compares
+/// them (a probe's authority section; it parsed once already, so a failure just ends it).
+struct Proposed<'m, 'l> {
+    msg: &'m [u8],
+    pos: usize,
+    left: u16,
+    label: &'l [u8],
+}
+
+impl<'m> Iterator for Proposed<'m, '_> {
+    type Item = Rec<'m>;
+
+    fn next(&mut self) -> Option<Rec<'m>> {
+        while self.left > 0 {
+            self.left -= 1;
+            let Some((ours, rec, _, next)) = record_at(self.msg, self.pos, self.label) else {
+                self.left = 0;
+                return None;
+            };
+            self.pos = next;
+            if ours && rec.0 == CLASS_IN {
+                return Some(rec);
+            }
+        }
+        None
+    }
+}
+
+/// 8.2: our records against another prober's, both sorted and compared in turn; the first
+/// difference decides, and a set that runs out first loses. Greater: ours win. Theirs are
+/// not stored: each of their records in sorted order is found by a pass over them (the
+/// smallest one above the last, and how often it repeats), at most one pass more than we
+/// have records.
+fn tiebreak<'m>(ours: &Addrs, theirs: impl Fn() -> Proposed<'m, 'm>) -> Tiebreak {
+    let (mine, n) = ours.sorted();
+    let mut last: Option<Rec<'m>> = None;
+    let mut repeats = 0u16;
+    for i in 0..=n {
+        let next = if repeats > 0 {
+            repeats -= 1;
+            last
+        } else {
+            let mut least: Option<Rec<'m>> = None;
+            let mut times = 0u16;
+            for r in theirs() {
+                if last.is_some_and(|l| r <= l) {
+                    continue;
+                }
+                match least {
+                    Some(m) if r > m => {}
+                    Some(m) if r == m => times = times.saturating_add(1),
+                    _ => {
+                        least = Some(r);
+                        times = 1;
+                    }
+                }
+            }
+            repeats = times.saturating_sub(1);
+            if least.is_some() {
+                last = least;
+            }
+            least
+        };
+        let order = match (mine.get(i).filter(|_| i < n), next) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(&m), Some(t)) => cmp_rec(m, t),
+        };
+        match order {
+            Ordering::Greater => return Tiebreak::Win,
+            Ordering::Less => return Tiebreak::Lose,
+            Ordering::Equal if i >= n => return Tiebreak::Tie,
+            Ordering::Equal => {}
+        }
+    }
+    Tiebreak::Tie
+}
+
+/// Two records in 8.2's order (class, type, then the rdata's bytes).
+fn cmp_rec<'x>(a: Rec<'x>, b: Rec<'x>) -> Ordering {
+    a.cmp(&b)
+}
+
+/// Reads a whole message against our name (`label`) and addresses. None if any part of it is
 /// malformed; trailing bytes are ignored.
-fn inspect(msg: &[u8], label: &[u8], addr: [u8; 4]) -> Option<Summary> {
+fn inspect(msg: &[u8], label: &[u8], addrs: &Addrs) -> Option<Summary> {
     let flags = be16(msg, 2)?;
     if flags & (FLAGS_OPCODE | FLAGS_RCODE) != 0 {
         // 18.3, 18.11: other opcodes and non-zero response codes are ignored. Not malformed.
@@ -664,62 +1035,57 @@ fn inspect(msg: &[u8], label: &[u8], addr: [u8; 4]) -> Option<Summary> {
         }
         s.matched += 1;
         s.qu += u16::from(qclass & CLASS_TOP != 0);
-        s.want |= match qtype {
-            TYPE_A | TYPE_ANY => WANT_A,
-            _ => WANT_NSEC,
+        s.asked |= match qtype {
+            TYPE_A => ASK_A,
+            TYPE_AAAA => ASK_AAAA,
+            TYPE_ANY => ASK_ANY,
+            _ => ASK_OTHER,
         };
         s.question.get_or_insert((qtype, qclass));
     }
-    // Our record, as a probe's authority section would list it: (class, type, rdata).
-    let mine: (u16, u16, &[u8]) = (CLASS_IN, TYPE_A, &addr);
-    let mut theirs: Option<(u16, u16, &[u8])> = None;
-    let mut proposed = 0u16;
+    let mut authority = (pos, 0u16);
+    let mut proposed = false;
     for (section, count) in records.into_iter().enumerate() {
+        if section == 1 {
+            authority = (pos, count);
+        }
         for _ in 0..count {
-            let (ours, end) = name_at(msg, pos, label)?;
-            let rtype = be16(msg, end)?;
-            let class = be16(msg, end + 2)? & !CLASS_TOP;
-            let ttl = be32(msg, end + 4)?;
-            let rdlen = usize::from(be16(msg, end + 8)?);
-            let rdata = msg.get(end + 10..end + 10 + rdlen)?;
-            pos = end + 10 + rdlen;
+            let (ours, (class, rtype, rdata), ttl, next) = record_at(msg, pos, label)?;
+            pos = next;
             if !ours || class != CLASS_IN {
                 continue;
             }
-            let same = rtype == TYPE_A && rdata == addr;
+            let mine = addrs.find(rtype, rdata);
             if s.response {
                 // 9: identical data is never a conflict; an NSEC only speaks of types.
-                s.conflict |= !same && rtype != TYPE_NSEC && rtype != TYPE_ANY;
+                s.conflict |= mine == 0 && rtype != TYPE_NSEC && rtype != TYPE_ANY;
             } else if section == 0 {
-                s.known_a |= same && ttl >= TTL / 2;
-            } else if section == 1 {
-                proposed += 1;
-                let record = (class, rtype, rdata);
-                if theirs.is_none_or(|t| record < t) {
-                    theirs = Some(record);
+                if ttl >= TTL / 2 {
+                    s.known |= mine;
                 }
+            } else if section == 1 {
+                proposed = true;
             }
         }
     }
-    if let Some(least) = theirs {
-        // 8.2: both sets sorted and compared in turn; ours has one record, so it meets their
-        // least, and a tie with more records left on their side is theirs.
-        s.tiebreak = Some(match mine.cmp(&least) {
-            Ordering::Greater => Tiebreak::Win,
-            Ordering::Less => Tiebreak::Lose,
-            Ordering::Equal if proposed > 1 => Tiebreak::Lose,
-            Ordering::Equal => Tiebreak::Tie,
-        });
+    if proposed {
+        let (start, count) = authority;
+        s.tiebreak = Some(tiebreak(addrs, || Proposed {
+            msg,
+            pos: start,
+            left: count,
+            label,
+        }));
     }
     Some(s)
 }
 
 impl Responder {
     /// Adds the responder's UDP socket to `sockets` (its buffers lent from `buffers`), binds
-    /// it to port 5353 and joins 224.0.0.251 on `iface`. `name` is the host label
-    /// (`"smolhttpd"`, or `"smolhttpd.local"`). Nothing is sent before the first
-    /// [`poll`](Self::poll). Panics, as smoltcp's `SocketSet::add` does, when the set has
-    /// no room for one more socket.
+    /// it to port 5353 and joins 224.0.0.251 (and, feature `ipv6`, ff02::fb) on `iface`.
+    /// `name` is the host label (`"smolhttpd"`, or `"smolhttpd.local"`). Nothing is sent
+    /// before the first [`poll`](Self::poll). Panics, as smoltcp's `SocketSet::add` does,
+    /// when the set has no room for one more socket.
     pub fn new<'a, const RX: usize, const TX: usize>(
         name: &str,
         iface: &mut Interface,
@@ -729,6 +1095,10 @@ impl Responder {
         let label = Label::new(parse_label(name).ok_or(Error::Name)?);
         iface
             .join_multicast_group(GROUP)
+            .map_err(|_| Error::Multicast)?;
+        #[cfg(feature = "ipv6")]
+        iface
+            .join_multicast_group(GROUP_V6)
             .map_err(|_| Error::Multicast)?;
         let Buffers {
             rx_meta,
@@ -742,7 +1112,7 @@ impl Responder {
         );
         // Port 5353 is not 0 and the socket is new: binding cannot fail.
         let _ = socket.bind(PORT);
-        // 11: every mDNS message goes out with IP TTL 255.
+        // 11: every mDNS message goes out with IP TTL (hop limit) 255.
         socket.set_hop_limit(Some(255));
         let handle = sockets.add(socket);
         Ok(Responder {
@@ -750,10 +1120,11 @@ impl Responder {
             base: label,
             label,
             suffix: 1,
-            addr: None,
+            addrs: Addrs::default(),
             phase: Phase::NoAddress,
             next: None,
             pending: 0,
+            pending_fams: 0,
             pending_at: Instant::ZERO,
             last_multicast: None,
             window_start: Instant::ZERO,
@@ -780,10 +1151,21 @@ impl Responder {
         }
     }
 
-    /// The address probed, announced and answered (the interface's first IPv4 address at the
-    /// last poll).
+    /// The IPv4 address probed, announced and answered (the interface's first IPv4 address at
+    /// the last poll).
     pub fn address(&self) -> Option<Ipv4Address> {
-        self.addr
+        self.addrs.v4.map(Ipv4Address::from)
+    }
+
+    /// The IPv6 addresses probed, announced and answered as `AAAA` records (feature `ipv6`):
+    /// the interface's first [`MAX_AAAA`] IPv6 addresses at the last poll, in its order.
+    #[cfg(feature = "ipv6")]
+    pub fn ipv6_addresses(&self) -> impl Iterator<Item = Ipv6Address> + '_ {
+        self.addrs
+            .v6
+            .iter()
+            .take(usize::from(self.addrs.v6_len))
+            .map(|a| Ipv6Address::from(*a))
     }
 
     /// The counters.
@@ -797,7 +1179,7 @@ impl Responder {
     }
 
     /// Reads the datagrams the interface took in, answers them, follows the interface's
-    /// address and sends the probes and announcements that are due. Call it after
+    /// addresses and sends the probes and announcements that are due. Call it after
     /// [`crate::Server::poll`] (or `Interface::poll`) in the main loop; what it queues goes
     /// out with the next one.
     pub fn poll(&mut self, now: Instant, iface: &mut Interface, sockets: &mut SocketSet<'_>) {
@@ -806,11 +1188,15 @@ impl Responder {
             while socket.recv().is_ok() {}
             return;
         }
+        // Joined in `new`; the caller may have left the groups since.
         if !iface.has_multicast_group(GROUP) {
-            // Joined in `new`; the caller may have left the group since.
             let _ = iface.join_multicast_group(GROUP);
         }
-        self.follow_address(now, iface.ipv4_addr());
+        #[cfg(feature = "ipv6")]
+        if !iface.has_multicast_group(GROUP_V6) {
+            let _ = iface.join_multicast_group(GROUP_V6);
+        }
+        self.follow_addresses(now, Addrs::of(iface));
         self.unstick(now, sockets);
         loop {
             let socket = sockets.get_mut::<udp::Socket>(self.handle);
@@ -818,7 +1204,7 @@ impl Responder {
                 break;
             };
             let from = meta.endpoint;
-            let to_group = meta.local_address == Some(IpAddress::Ipv4(GROUP));
+            let to_group = is_group(meta.local_address);
             let on_link = iface.ip_addrs().iter().any(|c| c.contains_addr(&from.addr));
             if let Some((to, msg)) = self.datagram(now, data, from, to_group, on_link) {
                 if self.send(sockets, to, msg) {
@@ -854,58 +1240,48 @@ impl Responder {
             .map(|t| if t > now { t - now } else { Duration::ZERO })
     }
 
-    /// Says goodbye (10.1): once the name is ours, queues its record with TTL 0 so that
-    /// caches drop it, and stops; the next server poll sends it. Returns whether it was
-    /// queued. A stopped responder answers nothing and sends nothing.
+    /// Says goodbye (10.1): once the name is ours, queues its records with TTL 0 so that
+    /// caches drop them, to every group the host has an address for, and stops; the next
+    /// server poll sends them. Returns whether they were queued. A stopped responder answers
+    /// nothing and sends nothing.
     pub fn goodbye(&mut self, sockets: &mut SocketSet<'_>) -> bool {
         let sent = matches!(self.phase, Phase::Announcing { .. } | Phase::Running)
-            && self.send(
+            && self.send_groups(
                 sockets,
-                Self::group(),
+                self.addrs.families(),
                 Msg::Answer {
                     id: 0,
-                    want: WANT_A,
+                    records: REC_ADDRS,
                     ttl: 0,
                     flush: true,
                     question: None,
                 },
-            );
+            ) != 0;
         self.phase = Phase::Stopped;
         self.next = None;
         self.pending = 0;
         sent
     }
 
-    fn group() -> IpEndpoint {
-        IpEndpoint::new(IpAddress::Ipv4(GROUP), PORT)
-    }
-
-    /// A new address (or none): probe for it, or fall silent.
-    fn follow_address(&mut self, now: Instant, addr: Option<Ipv4Address>) {
-        let addr = addr.filter(|a| !a.is_unspecified());
-        if addr == self.addr {
+    /// New addresses (or none): probe for them, or fall silent.
+    fn follow_addresses(&mut self, now: Instant, addrs: Addrs) {
+        if addrs == self.addrs {
             return;
         }
-        self.addr = addr;
-        match addr {
-            Some(a) => {
-                crate::logging::info!("mdns: {} for {}: probing", self.name(), a);
-                self.start_probing(now, false);
-            }
-            None => {
-                crate::logging::info!("mdns: no IPv4 address: {} silent", self.name());
-                self.phase = Phase::NoAddress;
-                self.next = None;
-                self.pending = 0;
-            }
+        self.addrs = addrs;
+        if addrs.is_empty() {
+            crate::logging::info!("mdns: no address: {} silent", self.name());
+            self.phase = Phase::NoAddress;
+            self.next = None;
+            self.pending = 0;
+        } else {
+            crate::logging::info!("mdns: {} for {}: probing", self.name(), addrs);
+            self.start_probing(now, false);
         }
     }
 
     fn start_probing(&mut self, now: Instant, after_conflict: bool) {
-        let mut delay = match self.addr {
-            Some(a) => jitter(&self.label, a),
-            None => Duration::ZERO,
-        };
+        let mut delay = jitter(&self.label, &self.addrs);
         if after_conflict {
             if now >= self.window_start + CONFLICT_WINDOW {
                 self.window_start = now;
@@ -943,6 +1319,22 @@ impl Responder {
         }
     }
 
+    /// The records (`REC_*` bits) that answer the types asked (`ASK_*` bits), less those
+    /// the asker knows (7.1): the address records asked for, and the `NSEC` when a type the
+    /// name lacks was asked (6.1).
+    fn answer(&self, asked: u8, known: u8) -> u8 {
+        let have = self.addrs.records();
+        let mut records = if asked & ASK_ANY != 0 { have } else { 0 };
+        let mut nsec = asked & ASK_OTHER != 0;
+        for (ask, rec) in [(ASK_A, REC_A), (ASK_AAAA, REC_AAAA)] {
+            if asked & ask != 0 {
+                records |= have & rec;
+                nsec |= have & rec == 0;
+            }
+        }
+        (records & !known) | if nsec { REC_NSEC } else { 0 }
+    }
+
     /// One datagram in: the unicast answer to send, if any (multicast answers are left in
     /// `pending` for `timers`).
     fn datagram(
@@ -953,8 +1345,10 @@ impl Responder {
         to_group: bool,
         on_link: bool,
     ) -> Option<(IpEndpoint, Msg)> {
-        let addr = self.addr?;
-        let Some(s) = inspect(data, self.label.as_bytes(), addr.octets()) else {
+        if self.addrs.is_empty() {
+            return None;
+        }
+        let Some(s) = inspect(data, self.label.as_bytes(), &self.addrs) else {
             bump(&mut self.stats.malformed);
             return None;
         };
@@ -978,11 +1372,8 @@ impl Responder {
             Phase::Announcing { .. } | Phase::Running => {}
             Phase::NoAddress | Phase::Stopped => return None,
         }
-        let mut want = s.want;
-        if s.known_a {
-            want &= !WANT_A;
-        }
-        if want == 0 {
+        let records = self.answer(s.asked, s.known);
+        if records == 0 {
             return None;
         }
         if from.port != PORT {
@@ -992,7 +1383,7 @@ impl Responder {
             }
             let msg = Msg::Answer {
                 id: s.id,
-                want,
+                records,
                 ttl: LEGACY_TTL,
                 flush: false,
                 question: s.question,
@@ -1011,18 +1402,20 @@ impl Responder {
             }
             let msg = Msg::Answer {
                 id: s.id,
-                want,
+                records,
                 ttl: TTL,
                 flush: true,
                 question: None,
             };
             return Some((from, msg));
         }
-        let gap = if s.tiebreak.is_some() {
-            DEFENCE_GAP
-        } else {
-            MULTICAST_GAP
-        };
+        // Multicast, to the group the query came on (a host without an address of that
+        // family cannot send there).
+        let fams = family(&from.addr) & self.addrs.families();
+        if fams == 0 {
+            return None;
+        }
+        let gap = if probe { DEFENCE_GAP } else { MULTICAST_GAP };
         // Multicast answers go out from `timers`, at the end of this poll or when the rate
         // limit allows: queries in one poll share one answer, and an answer that finds the
         // socket blocked is kept until it is not.
@@ -1032,19 +1425,21 @@ impl Responder {
         } else {
             due
         };
-        self.pending |= want;
+        self.pending |= records;
+        self.pending_fams |= fams;
         None
     }
 
     /// Probes, announcements and held-back answers that are due.
     fn timers(&mut self, now: Instant, sockets: &mut SocketSet<'_>) {
+        let fams = self.addrs.families();
         // Two rounds: the end of probing and the first announcement fall in one poll.
         for _ in 0..2 {
             match (self.phase, self.next) {
                 (_, None) => break,
                 (_, Some(at)) if now < at => break,
                 (Phase::Probing { sent }, _) if sent < PROBES => {
-                    if self.send(sockets, Self::group(), Msg::Probe) {
+                    if self.send_groups(sockets, fams, Msg::Probe) != 0 {
                         bump(&mut self.stats.probes);
                         self.phase = Phase::Probing { sent: sent + 1 };
                         self.next = Some(now + PROBE_INTERVAL);
@@ -1060,15 +1455,16 @@ impl Responder {
                 (Phase::Announcing { sent }, _) => {
                     let msg = Msg::Answer {
                         id: 0,
-                        want: WANT_A,
+                        records: REC_ADDRS,
                         ttl: TTL,
                         flush: true,
                         question: None,
                     };
-                    if self.send(sockets, Self::group(), msg) {
+                    if self.send_groups(sockets, fams, msg) != 0 {
                         bump(&mut self.stats.announcements);
                         self.last_multicast = Some(now);
                         self.pending = 0;
+                        self.pending_fams = 0;
                         let sent = sent + 1;
                         if sent >= ANNOUNCEMENTS {
                             self.phase = Phase::Running;
@@ -1089,17 +1485,26 @@ impl Responder {
             }
         }
         let answering = matches!(self.phase, Phase::Announcing { .. } | Phase::Running);
+        self.pending_fams &= fams;
+        if self.pending_fams == 0 {
+            self.pending = 0;
+        }
         if self.pending != 0 && answering && now >= self.pending_at {
             let msg = Msg::Answer {
                 id: 0,
-                want: self.pending,
+                records: self.pending,
                 ttl: TTL,
                 flush: true,
                 question: None,
             };
-            if self.send(sockets, Self::group(), msg) {
+            let sent = self.send_groups(sockets, self.pending_fams, msg);
+            if sent != 0 {
                 bump(&mut self.stats.answered);
                 self.last_multicast = Some(now);
+            }
+            // A group whose copy found no room gets it a little later.
+            self.pending_fams &= !sent;
+            if self.pending_fams == 0 {
                 self.pending = 0;
             } else {
                 self.pending_at = now + SEND_RETRY;
@@ -1125,24 +1530,32 @@ impl Responder {
         }
     }
 
+    /// Sends `msg` to the groups of `fams` (`FAM_*` bits); the families it went to.
+    fn send_groups(&mut self, sockets: &mut SocketSet<'_>, fams: u8, msg: Msg) -> u8 {
+        let mut sent = 0;
+        for &(fam, to) in GROUPS {
+            if fams & fam != 0 && self.send(sockets, to, msg) {
+                sent |= fam;
+            }
+        }
+        sent
+    }
+
     /// Writes `msg` into the socket's send queue for `to`; false when it has no room, or
     /// while the queue does not drain (what is queued then would be dropped with it).
     fn send(&mut self, sockets: &mut SocketSet<'_>, to: IpEndpoint, msg: Msg) -> bool {
-        let Some(addr) = self.addr else {
-            return false;
-        };
-        if self.tx_since.is_some() {
+        if self.addrs.is_empty() || self.tx_since.is_some() {
             return false;
         }
         let mut measure = Out {
             buf: &mut [],
             len: 0,
         };
-        write(&mut measure, &self.label, addr, msg);
+        write(&mut measure, &self.label, &self.addrs, msg);
         let socket = sockets.get_mut::<udp::Socket>(self.handle);
         match socket.send(measure.len, to) {
             Ok(buf) => {
-                write(&mut Out { buf, len: 0 }, &self.label, addr, msg);
+                write(&mut Out { buf, len: 0 }, &self.label, &self.addrs, msg);
                 true
             }
             Err(_) => false,
@@ -1176,7 +1589,9 @@ mod tests {
         let responder = core::mem::size_of::<Responder>();
         let buffers = core::mem::size_of::<Buffers>();
         std::println!("Responder: {responder} bytes; Buffers: {buffers} bytes");
-        assert!(responder <= 288, "{responder}");
+        // The IPv6 addresses (3 x 16 bytes) and their count.
+        let limit = if cfg!(feature = "ipv6") { 352 } else { 288 };
+        assert!(responder <= limit, "{responder}");
         assert!(
             buffers <= RX_BUFFER + TX_BUFFER + 2 * PACKETS * 64,
             "{buffers}"

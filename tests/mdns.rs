@@ -1,7 +1,10 @@
 //! The mDNS responder (feature `mdns`) on a simulated network beside the HTTP server: probing
 //! and announcing on the simulated clock, multicast, QU and one-shot answers, conflicts and
-//! renaming, simultaneous probes, address changes, goodbye, and datagrams it must ignore.
-//! Every message it sends is read off the wire with smoltcp's Ethernet/IPv4/UDP types and the
+//! renaming, simultaneous probes, address changes, goodbye, and datagrams it must ignore;
+//! with the `ipv6` feature (module `ipv6`), AAAA records beside the A record on 224.0.0.251
+//! and ff02::fb, queries over either family, an IPv6-only host, known AAAA answers, AAAA
+//! conflicts, a new SLAAC address and simultaneous probes with whole record sets. Every
+//! message it sends is read off the wire with smoltcp's Ethernet/IPv4/IPv6/UDP types and the
 //! tests' own DNS parser (`mdns_net::dns`), never with the responder's code.
 #![cfg(feature = "mdns")]
 
@@ -598,4 +601,435 @@ fn names_are_checked() {
     let r = Responder::new("Kitchen-Sensor.local", &mut iface, &mut sockets, buffers).unwrap();
     assert_eq!(r.name(), "Kitchen-Sensor.local");
     assert!(iface.has_multicast_group(GROUP));
+}
+
+/// The responder with IPv6 (feature `ipv6`): AAAA records beside the A record, on
+/// 224.0.0.251 and ff02::fb.
+#[cfg(feature = "ipv6")]
+mod ipv6 {
+    use super::*;
+    use mdns_net::{v4, v6, Received, HOST_IP6, HOST_LL, PEER_IP6, PEER_LL, PEER_MAC};
+    use smoltcp::wire::Ipv6Address;
+
+    fn aaaa_record(name: &str, addr: Ipv6Address, class: u16, ttl: u32) -> Record {
+        Record {
+            name: name.into(),
+            rtype: AAAA,
+            class,
+            ttl,
+            rdata: addr.octets().to_vec(),
+            nsec: None,
+        }
+    }
+
+    /// The NSEC with this type bitmap (window 0).
+    fn nsec_with(name: &str, class: u16, ttl: u32, bitmap: &[u8]) -> Record {
+        let mut rdata = Vec::new();
+        for label in name.split('.') {
+            rdata.push(label.len() as u8);
+            rdata.extend_from_slice(label.as_bytes());
+        }
+        let mut types = vec![0, bitmap.len() as u8];
+        types.extend_from_slice(bitmap);
+        rdata.push(0);
+        rdata.extend_from_slice(&types);
+        Record {
+            name: name.into(),
+            rtype: NSEC,
+            class,
+            ttl,
+            rdata,
+            nsec: Some((name.into(), types)),
+        }
+    }
+
+    /// The NSEC that says `name` has A and AAAA records (bits 1 and 28).
+    fn nsec_both(name: &str, class: u16, ttl: u32) -> Record {
+        nsec_with(name, class, ttl, &[0x40, 0, 0, 0x08])
+    }
+
+    /// The host's records as `Net::dual` gives them, in the interface's order.
+    fn records(class: u16, ttl: u32) -> Vec<Record> {
+        vec![
+            a_record(NAME, HOST_IP, class, ttl),
+            aaaa_record(NAME, HOST_IP6, class, ttl),
+            aaaa_record(NAME, HOST_LL, class, ttl),
+        ]
+    }
+
+    fn running_dual() -> Net {
+        let mut net = Net::dual("smolhttpd");
+        net.advance(Duration::from_secs(3));
+        assert_eq!(net.mdns.state(), State::Running);
+        net.take_frames();
+        net.received.clear();
+        net
+    }
+
+    fn from_host_ll(s: &Sent) -> bool {
+        s.src == IpEndpoint::new(IpAddress::Ipv6(HOST_LL), 5353)
+    }
+
+    #[test]
+    fn probes_and_announces_a_and_aaaa_on_both_groups() {
+        let mut net = Net::dual("smolhttpd");
+        net.advance(Duration::from_secs(6));
+        let frames = net.take_frames();
+        assert!(
+            frames
+                .iter()
+                .any(|(_, f)| mdns_net::is_mld_report_for_group6(f)),
+            "no MLDv2 report for ff02::fb"
+        );
+        assert!(frames
+            .iter()
+            .any(|(_, f)| mdns_net::is_igmp_report_for_group(f)));
+        let sent: Vec<Sent> = frames
+            .iter()
+            .filter_map(|(at, f)| mdns_net::read_udp(*at, f))
+            .filter(|s| s.src.port == 5353)
+            .collect();
+        let (v4s, v6s): (Vec<Sent>, Vec<Sent>) = sent.into_iter().partition(|s| s.to_group());
+        assert_eq!((v4s.len(), v6s.len()), (5, 5), "{v4s:#?} {v6s:#?}");
+        for (a, b) in v4s.iter().zip(&v6s) {
+            assert!(b.to_group6(), "{b:?}");
+            assert_eq!(b.hop_limit, 255);
+            // From the link-local address (RFC 6724's choice for a link-scope group).
+            assert!(from_host_ll(b), "{b:?}");
+            assert_eq!(
+                (a.at, &a.payload),
+                (b.at, &b.payload),
+                "the same message to both"
+            );
+        }
+        for s in &v4s[..3] {
+            let m = s.dns();
+            assert_eq!((m.id, m.flags), (0, 0));
+            assert_eq!(
+                m.questions,
+                vec![dns::Question {
+                    name: NAME.into(),
+                    qtype: ANY,
+                    class: IN | TOP
+                }]
+            );
+            assert_eq!(
+                m.authority,
+                records(IN, 120),
+                "a probe proposes every record"
+            );
+        }
+        for s in &v4s[3..] {
+            let m = s.dns();
+            assert_eq!((m.id, m.flags), (0, 0x8400));
+            assert_eq!(m.answers, records(IN | TOP, 120));
+            assert_eq!(m.additional, vec![nsec_both(NAME, IN | TOP, 120)]);
+        }
+        assert_eq!(net.mdns.state(), State::Running);
+        assert_eq!(net.mdns.address(), Some(HOST_IP));
+        assert_eq!(
+            net.mdns.ipv6_addresses().collect::<Vec<_>>(),
+            vec![HOST_IP6, HOST_LL]
+        );
+        // One count per message, whatever the groups.
+        let stats = net.mdns.stats();
+        assert_eq!((stats.probes, stats.announcements), (3, 2));
+        // The peer's socket on 5353 heard all ten, five over each family.
+        let heard: Vec<&Received> = net.received.iter().filter(|r| r.port == 5353).collect();
+        assert_eq!(heard.len(), 10);
+        assert_eq!(
+            heard
+                .iter()
+                .filter(|r| r.from == IpEndpoint::new(IpAddress::Ipv6(HOST_LL), 5353))
+                .count(),
+            5
+        );
+    }
+
+    #[test]
+    fn aaaa_questions_get_aaaa_answers_with_the_a_record_as_additional() {
+        let mut net = running_dual();
+        // Asked over IPv4: answered on 224.0.0.251 only.
+        net.query_from_5353(&dns::query(0, NAME, AAAA, IN));
+        net.advance(ms(100));
+        let first = only(net.take_mdns());
+        assert!(first.to_group(), "{first:?}");
+        let m = first.dns();
+        assert_eq!(
+            m.answers,
+            vec![
+                aaaa_record(NAME, HOST_IP6, IN | TOP, 120),
+                aaaa_record(NAME, HOST_LL, IN | TOP, 120)
+            ]
+        );
+        // 6.2: the other family's address in the additional section, and the NSEC (6.1).
+        assert_eq!(
+            m.additional,
+            vec![
+                a_record(NAME, HOST_IP, IN | TOP, 120),
+                nsec_both(NAME, IN | TOP, 120)
+            ]
+        );
+        // Asked over IPv6 for the A record: answered on ff02::fb, a second after the last
+        // multicast answer (the rate limit).
+        net.query6_from_5353(&dns::query(0, NAME, A, IN));
+        net.advance(Duration::from_secs(2));
+        let s = only(net.take_mdns());
+        assert!(s.to_group6() && from_host_ll(&s), "{s:?}");
+        assert_eq!(millis(s.at) - millis(first.at), 1000);
+        let m = s.dns();
+        assert_eq!(m.answers, vec![a_record(NAME, HOST_IP, IN | TOP, 120)]);
+        assert_eq!(
+            m.additional,
+            vec![
+                aaaa_record(NAME, HOST_IP6, IN | TOP, 120),
+                aaaa_record(NAME, HOST_LL, IN | TOP, 120),
+                nsec_both(NAME, IN | TOP, 120)
+            ]
+        );
+        // ANY: every record as answers, the NSEC as additional.
+        net.query6_from_5353(&dns::query(0, NAME, ANY, IN));
+        net.advance(Duration::from_secs(2));
+        let m = only(net.take_mdns()).dns();
+        assert_eq!(m.answers, records(IN | TOP, 120));
+        assert_eq!(m.additional, vec![nsec_both(NAME, IN | TOP, 120)]);
+        // Another type: the NSEC says A and AAAA exist.
+        net.query_from_5353(&dns::query(0, NAME, 16, IN)); // TXT
+        net.advance(Duration::from_secs(2));
+        let m = only(net.take_mdns()).dns();
+        assert_eq!(m.answers, vec![nsec_both(NAME, IN | TOP, 120)]);
+        assert!(m.additional.is_empty());
+        // The peer heard the IPv6 answer from the host's link-local address.
+        assert!(net
+            .received
+            .iter()
+            .any(|r| r.port == 5353 && r.from == IpEndpoint::new(IpAddress::Ipv6(HOST_LL), 5353)));
+    }
+
+    #[test]
+    fn one_shot_queries_over_either_family_are_answered_by_unicast() {
+        let mut net = running_dual();
+        // Over IPv6 (dig -6 -p 5353 @ff02::fb%tap0 NAME AAAA): to the asker's link-local
+        // address and port, its id and question, TTL 10, no cache-flush bit, no additional.
+        net.query6_oneshot(&dns::query(0x77, NAME, AAAA, IN));
+        net.advance(ms(100));
+        let s = only(net.take_mdns());
+        assert_eq!(
+            s.dst,
+            IpEndpoint::new(IpAddress::Ipv6(PEER_LL), ONESHOT_PORT)
+        );
+        assert_eq!(s.dst_mac, PEER_MAC);
+        let m = s.dns();
+        assert_eq!((m.id, m.flags), (0x77, 0x8400));
+        assert_eq!(
+            m.questions,
+            vec![dns::Question {
+                name: NAME.into(),
+                qtype: AAAA,
+                class: IN
+            }]
+        );
+        assert_eq!(
+            m.answers,
+            vec![
+                aaaa_record(NAME, HOST_IP6, IN, 10),
+                aaaa_record(NAME, HOST_LL, IN, 10)
+            ]
+        );
+        assert!(m.authority.is_empty() && m.additional.is_empty());
+        assert!(net
+            .received
+            .iter()
+            .any(|r| r.port == ONESHOT_PORT && r.payload == s.payload));
+        // Over IPv4 (dig -p 5353 @224.0.0.251 NAME AAAA): the AAAA records all the same.
+        net.query_oneshot(&dns::query(0x78, NAME, AAAA, IN));
+        // (smoltcp sends one neighbour request a second, whatever the family: the ARP
+        // request for the asker waits out the second since the neighbour solicitation above.)
+        net.advance(ms(1100));
+        let s = only(net.take_mdns());
+        assert_eq!(
+            s.dst,
+            IpEndpoint::new(IpAddress::Ipv4(PEER_IP), ONESHOT_PORT)
+        );
+        assert_eq!(s.dns().answers.len(), 2);
+        // To the host's unique local address: answered from it, to the asker's.
+        let to_host = IpEndpoint::new(IpAddress::Ipv6(HOST_IP6), 5353);
+        net.peer_send(net.peer_oneshot, &dns::query(0x79, NAME, A, IN), to_host);
+        net.advance(ms(100));
+        let s = only(net.take_mdns());
+        assert_eq!(
+            (s.src, s.dst),
+            (
+                to_host,
+                IpEndpoint::new(IpAddress::Ipv6(PEER_IP6), ONESHOT_PORT)
+            )
+        );
+        assert_eq!(s.dns().answers, vec![a_record(NAME, HOST_IP, IN, 10)]);
+    }
+
+    #[test]
+    fn an_ipv6_only_host_announces_on_ff02_fb_and_has_no_a_record() {
+        let mut net = Net::with_addrs(
+            "smolhttpd",
+            &[v6(HOST_IP6), v6(HOST_LL)],
+            &[v4(PEER_IP), v6(PEER_IP6), v6(PEER_LL)],
+        );
+        net.advance(Duration::from_secs(6));
+        let sent = net.take_mdns();
+        assert_eq!(sent.len(), 5, "{sent:#?}");
+        assert!(sent.iter().all(|s| s.to_group6()));
+        let m = sent[4].dns();
+        assert_eq!(
+            m.answers,
+            vec![
+                aaaa_record(NAME, HOST_IP6, IN | TOP, 120),
+                aaaa_record(NAME, HOST_LL, IN | TOP, 120)
+            ]
+        );
+        // Bit 28 alone: three zero bytes, then 0x08.
+        let only_aaaa = nsec_with(NAME, IN | TOP, 120, &[0, 0, 0, 0x08]);
+        assert_eq!(m.additional, vec![only_aaaa.clone()]);
+        assert_eq!(net.mdns.address(), None);
+        // A question: the NSEC says there is no A.
+        net.query6_from_5353(&dns::query(0, NAME, A, IN));
+        net.advance(Duration::from_secs(2));
+        let m = only(net.take_mdns()).dns();
+        assert_eq!(m.answers, vec![only_aaaa]);
+        assert!(m.additional.is_empty());
+    }
+
+    #[test]
+    fn known_aaaa_records_are_left_out_one_by_one() {
+        let mut net = running_dual();
+        let ula = HOST_IP6.octets();
+        let known = dns::message(
+            0,
+            0,
+            &[(NAME, AAAA, IN)],
+            &[(NAME, AAAA, IN, 100, &ula)],
+            &[],
+        );
+        net.query6_from_5353(&known);
+        net.advance(ms(100));
+        let m = only(net.take_mdns()).dns();
+        assert_eq!(m.answers, vec![aaaa_record(NAME, HOST_LL, IN | TOP, 120)]);
+        net.advance(Duration::from_secs(2));
+        // Both known: nothing to say.
+        let ll = HOST_LL.octets();
+        let both = dns::message(
+            0,
+            0,
+            &[(NAME, AAAA, IN)],
+            &[(NAME, AAAA, IN, 100, &ula), (NAME, AAAA, IN, 100, &ll)],
+            &[],
+        );
+        net.query6_from_5353(&both);
+        net.advance(Duration::from_secs(2));
+        assert!(net.take_mdns().is_empty());
+    }
+
+    #[test]
+    fn an_aaaa_claim_with_another_address_is_a_conflict() {
+        let mut net = Net::dual("smolhttpd");
+        net.advance(ms(250));
+        assert_eq!(net.take_mdns().len(), 2, "the first probe, to both groups");
+        // Our very records in a response: no conflict.
+        let ll = HOST_LL.octets();
+        net.query6_from_5353(&dns::response(&[(NAME, AAAA, IN | TOP, 120, &ll)]));
+        net.advance(ms(1));
+        assert_eq!(net.mdns.stats().conflicts, 0);
+        // Another host's AAAA for the name: renamed.
+        let theirs = Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 0x99).octets();
+        net.query6_from_5353(&dns::response(&[(NAME, AAAA, IN | TOP, 120, &theirs)]));
+        net.advance(ms(1));
+        assert_eq!(net.mdns.name(), "smolhttpd-2.local");
+        assert_eq!(net.mdns.stats().conflicts, 1);
+        net.advance(Duration::from_secs(5));
+        assert_eq!(net.mdns.state(), State::Running);
+    }
+
+    #[test]
+    fn a_new_ipv6_address_is_probed_and_announced() {
+        let mut net = running_dual();
+        // SLAAC's address takes the place of the fallback's.
+        let slaac = Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0xff, 0xfe00, 1);
+        net.iface.update_ip_addrs(|a| {
+            a.retain(|c| *c != v6(HOST_IP6));
+            a.push(v6(slaac)).unwrap();
+        });
+        net.advance(Duration::from_secs(5));
+        let sent: Vec<Sent> = net
+            .take_mdns()
+            .into_iter()
+            .filter(|s| s.to_group6())
+            .collect();
+        assert_eq!(sent.len(), 5, "{sent:#?}");
+        let new = vec![
+            a_record(NAME, HOST_IP, IN | TOP, 120),
+            aaaa_record(NAME, HOST_LL, IN | TOP, 120),
+            aaaa_record(NAME, slaac, IN | TOP, 120),
+        ];
+        assert_eq!(sent[4].dns().answers, new);
+        assert_eq!(
+            net.mdns.ipv6_addresses().collect::<Vec<_>>(),
+            vec![HOST_LL, slaac]
+        );
+    }
+
+    #[test]
+    fn simultaneous_probes_compare_whole_record_sets() {
+        let probe =
+            |records: &[dns::Rr]| dns::message(0, 0, &[(NAME, ANY, IN | TOP)], &[], records);
+        let a = HOST_IP.octets();
+        let ula = HOST_IP6.octets();
+        let later = Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x99).octets();
+        let cases: [(&[dns::Rr], bool); 4] = [
+            // Ours sorted: A, AAAA fd69::1, AAAA fe80::ff:fe00:1.
+            // Theirs is a prefix of ours: ours has more, and wins.
+            (
+                &[(NAME, A, IN, 120, &a), (NAME, AAAA, IN, 120, &ula)],
+                false,
+            ),
+            // Theirs has a later AAAA where ours has fd69::1: theirs wins.
+            (
+                &[(NAME, AAAA, IN, 120, &later), (NAME, A, IN, 120, &a)],
+                true,
+            ),
+            // Theirs has an earlier A (10.0.0.1): ours wins.
+            (&[(NAME, A, IN, 120, &[10, 0, 0, 1])], false),
+            // Theirs has ours and one more (sorted last): theirs wins.
+            (
+                &[
+                    (NAME, AAAA, IN, 120, &HOST_LL.octets()),
+                    (NAME, A, IN, 120, &a),
+                    (NAME, AAAA, IN, 120, &ula),
+                    (NAME, AAAA, IN, 120, &[0xff; 16]),
+                ],
+                true,
+            ),
+        ];
+        for (i, (records, they_win)) in cases.into_iter().enumerate() {
+            let mut net = Net::dual("smolhttpd");
+            net.advance(ms(250));
+            net.query_from_5353(&probe(records));
+            net.advance(ms(10));
+            assert_eq!(net.mdns.stats().deferred, u32::from(they_win), "case {i}");
+            net.advance(Duration::from_secs(4));
+            assert_eq!(net.mdns.state(), State::Running, "case {i}");
+            assert_eq!(net.mdns.name(), NAME);
+        }
+    }
+
+    #[test]
+    fn goodbye_goes_to_both_groups() {
+        let mut net = running_dual();
+        assert!(net.mdns.goodbye(&mut net.sockets));
+        net.advance(ms(10));
+        let sent = net.take_mdns();
+        assert_eq!(sent.len(), 2, "{sent:#?}");
+        assert!(sent[0].to_group() && sent[1].to_group6());
+        for s in &sent {
+            assert_eq!(s.dns().answers, records(IN | TOP, 0));
+        }
+    }
 }

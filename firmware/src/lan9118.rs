@@ -38,6 +38,13 @@ const MAC_ADDRL: u32 = 3;
 const MAC_CR_TXEN: u32 = 1 << 3;
 const MAC_CR_RXEN: u32 = 1 << 2;
 const MAC_CR_FDPX: u32 = 1 << 20;
+/// Pass all multicast frames. Without it the chip (and QEMU's model, `lan9118_filter`)
+/// matches multicast exactly against the MAC, i.e. drops it all: mDNS queries to
+/// 224.0.0.251 never arrived (python-zeroconf resolved the name only from an announcement it
+/// happened to hear), nor would IPv6's all-nodes and solicited-node groups (no neighbour
+/// discovery, no IPv6 at all). The hash filter could pass just those groups; passing all is
+/// what the stack needs with nothing to keep in step.
+const MAC_CR_MCPAS: u32 = 1 << 19;
 /// TX_CFG: transmitter on, and the TX status FIFO may overrun (it is never read).
 const TX_ON: u32 = 1 << 1;
 const TXSAO: u32 = 1 << 2;
@@ -78,7 +85,10 @@ impl Lan9118 {
         let m = mac.0;
         mac_write(MAC_ADDRH, u32::from(m[4]) | u32::from(m[5]) << 8);
         mac_write(MAC_ADDRL, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
-        mac_write(MAC_CR, MAC_CR_TXEN | MAC_CR_RXEN | MAC_CR_FDPX);
+        mac_write(
+            MAC_CR,
+            MAC_CR_TXEN | MAC_CR_RXEN | MAC_CR_FDPX | MAC_CR_MCPAS,
+        );
         TX_CFG.write(TX_ON | TXSAO);
         // Interrupt when a frame's status is in the RX status FIFO (the default level: one).
         IRQ_CFG.write(IRQ_EN | IRQ_POL | IRQ_TYPE);

@@ -52,8 +52,8 @@ const INT_RXER: u32 = 1 << 4;
 const INT_ALL: u32 = 0x7f;
 
 const RCTL_RXEN: u32 = 1 << 0;
-/// Accept all multicast frames (left off).
-#[allow(dead_code)]
+/// Accept all multicast frames: the MAC has no multicast filter but this, and mDNS
+/// (224.0.0.251, ff02::fb) and IPv6 (all-nodes, solicited-node groups) need multicast.
 const RCTL_AMUL: u32 = 1 << 1;
 /// Promiscuous: accept frames for any address (left off).
 #[allow(dead_code)]
@@ -154,8 +154,9 @@ pub type Stellaris = FifoNic<Chip>;
 pub struct NotFound(pub u32);
 
 impl Stellaris {
-    /// Checks the part has the MAC, clocks it, empties its FIFOs, sets `mac` (exact
-    /// address filter: promiscuous and all-multicast off; broadcast is always accepted),
+    /// Checks the part has the MAC, clocks it, empties its FIFOs, sets `mac` (the address
+    /// filter: frames to `mac`, broadcast, and all multicast; promiscuous off; QEMU's model
+    /// filters nothing, a real part needs `AMUL` for multicast),
     /// turns the transmitter (padding, FCS, full duplex) and receiver on, and unmasks only
     /// the receive interrupt.
     pub fn new(mac: EthernetAddress) -> Result<Self, NotFound> {
@@ -181,8 +182,8 @@ impl Stellaris {
         IA1.write(u32::from(m[4]) | u32::from(m[5]) << 8);
         THR.write(0x3f);
         TCTL.write(TCTL_TXEN | TCTL_PADEN | TCTL_CRC | TCTL_DUPLEX);
-        RCTL.write(RCTL_BADCRC | RCTL_RSTFIFO);
-        RCTL.write(RCTL_BADCRC | RCTL_RXEN);
+        RCTL.write(RCTL_BADCRC | RCTL_AMUL | RCTL_RSTFIFO);
+        RCTL.write(RCTL_BADCRC | RCTL_AMUL | RCTL_RXEN);
         IM.write(INT_RX);
         Ok(FifoNic::with_buffers())
     }
@@ -208,9 +209,9 @@ pub fn acknowledge() {
 
 /// Empties the RX FIFO: the receiver goes off while it is reset, as the datasheet asks.
 fn reset_rx_fifo() {
-    RCTL.write(RCTL_BADCRC);
-    RCTL.write(RCTL_BADCRC | RCTL_RSTFIFO);
-    RCTL.write(RCTL_BADCRC | RCTL_RXEN);
+    RCTL.write(RCTL_BADCRC | RCTL_AMUL);
+    RCTL.write(RCTL_BADCRC | RCTL_AMUL | RCTL_RSTFIFO);
+    RCTL.write(RCTL_BADCRC | RCTL_AMUL | RCTL_RXEN);
 }
 
 /// Reads the next good frame from the RX FIFO into `buf`: its length, or None when none

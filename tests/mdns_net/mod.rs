@@ -3,9 +3,15 @@
 //! a peer host on a second interface with UDP sockets of its own, joined by an in-memory
 //! Ethernet wire on a simulated clock that jumps to the next frame or `poll_at`. Every frame
 //! the host sends is logged with its time. What the responder sends is read back with
-//! smoltcp's Ethernet, IPv4 and UDP wire types and this file's own DNS parser ([`dns`]), not
-//! with the responder's code. The fuzz target `mdns` uses it too.
+//! smoltcp's Ethernet, IPv4, IPv6 and UDP wire types and this file's own DNS parser
+//! ([`dns`]), not with the responder's code. The fuzz target `mdns` uses it too.
+//!
+//! [`Net::new`] gives both hosts an IPv4 address only; with the library's `ipv6` feature,
+//! [`Net::dual`] gives them IPv6 addresses as well (a unique local and a link-local one each),
+//! and the peer joins ff02::fb too.
 #![allow(dead_code)]
+// The fuzz target `mdns` includes this file: `ipv6` is then its own feature, if it has one.
+#![allow(unexpected_cfgs)]
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -24,6 +30,8 @@ use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, HardwareAddress, IpAddress,
     IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
+#[cfg(feature = "ipv6")]
+use smoltcp::wire::{Ipv6Address, Ipv6Packet, Ipv6Repr};
 
 pub const HOST_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 1);
 pub const PEER_IP: Ipv4Address = Ipv4Address::new(192, 168, 69, 100);
@@ -31,6 +39,20 @@ pub const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 pub const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 pub const GROUP_MAC: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb];
 pub const GROUP: Ipv4Address = Ipv4Address::new(224, 0, 0, 251);
+/// The IPv6 addresses of `Net::dual`: a unique local address each and the link-local
+/// address of each MAC (EUI-64, the U/L bit flipped: 02:00:00:00:00:01 is fe80::ff:fe00:1).
+#[cfg(feature = "ipv6")]
+pub const HOST_IP6: Ipv6Address = Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 1);
+#[cfg(feature = "ipv6")]
+pub const HOST_LL: Ipv6Address = Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 1);
+#[cfg(feature = "ipv6")]
+pub const PEER_IP6: Ipv6Address = Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 0x100);
+#[cfg(feature = "ipv6")]
+pub const PEER_LL: Ipv6Address = Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 2);
+#[cfg(feature = "ipv6")]
+pub const GROUP6: Ipv6Address = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb);
+#[cfg(feature = "ipv6")]
+pub const GROUP6_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 0xfb];
 /// The peer's one-shot (legacy) querier port.
 pub const ONESHOT_PORT: u16 = 40000;
 const SLOTS: usize = 2;
@@ -126,6 +148,12 @@ impl Sent {
     pub fn to_group(&self) -> bool {
         self.dst == IpEndpoint::new(IpAddress::Ipv4(GROUP), 5353) && self.dst_mac == GROUP_MAC
     }
+
+    /// Sent to [ff02::fb]:5353.
+    #[cfg(feature = "ipv6")]
+    pub fn to_group6(&self) -> bool {
+        self.dst == group6_endpoint() && self.dst_mac == GROUP6_MAC
+    }
 }
 
 /// What a peer socket received.
@@ -158,12 +186,27 @@ fn leak<T: Clone>(v: T, n: usize) -> &'static mut [T] {
     Box::leak(vec![v; n].into_boxed_slice())
 }
 
-fn make_iface<D: Device>(dev: &mut D, mac: [u8; 6], ip: Ipv4Address, now: Instant) -> Interface {
+fn make_iface<D: Device>(dev: &mut D, mac: [u8; 6], addrs: &[IpCidr], now: Instant) -> Interface {
     let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
     cfg.random_seed = u64::from(mac[5]);
     let mut iface = Interface::new(cfg, dev, now);
-    iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).unwrap());
+    iface.update_ip_addrs(|a| {
+        for cidr in addrs {
+            a.push(*cidr).unwrap();
+        }
+    });
     iface
+}
+
+/// An IPv4 address on a /24.
+pub fn v4(ip: Ipv4Address) -> IpCidr {
+    IpCidr::new(IpAddress::Ipv4(ip), 24)
+}
+
+/// An IPv6 address on a /64.
+#[cfg(feature = "ipv6")]
+pub fn v6(ip: Ipv6Address) -> IpCidr {
+    IpCidr::new(IpAddress::Ipv6(ip), 64)
 }
 
 fn udp_socket() -> udp::Socket<'static> {
@@ -176,6 +219,24 @@ impl Net {
     /// The host (192.168.69.1/24) with the responder for `name`, the peer (192.168.69.100/24)
     /// with a socket on 5353 in the group and one on port 40000. Nothing has been polled.
     pub fn new(name: &str) -> Net {
+        Net::with_addrs(name, &[v4(HOST_IP)], &[v4(PEER_IP)])
+    }
+
+    /// As [`Net::new`], both hosts with IPv6 addresses as well: the host 192.168.69.1,
+    /// fd69::1 and fe80::ff:fe00:1, the peer 192.168.69.100, fd69::100 and fe80::ff:fe00:2;
+    /// the peer in ff02::fb too.
+    #[cfg(feature = "ipv6")]
+    pub fn dual(name: &str) -> Net {
+        Net::with_addrs(
+            name,
+            &[v4(HOST_IP), v6(HOST_IP6), v6(HOST_LL)],
+            &[v4(PEER_IP), v6(PEER_IP6), v6(PEER_LL)],
+        )
+    }
+
+    /// The host and the peer with these addresses; the peer joins the group of every family
+    /// it has an address of.
+    pub fn with_addrs(name: &str, host: &[IpCidr], peer_addrs: &[IpCidr]) -> Net {
         let wire = Rc::new(RefCell::new(Wire::default()));
         let now = Instant::ZERO;
         let mut dev = Gate::new(End {
@@ -186,8 +247,8 @@ impl Net {
             wire: wire.clone(),
             side: 1,
         };
-        let mut iface = make_iface(&mut dev, HOST_MAC, HOST_IP, now);
-        let mut peer = make_iface(&mut peer_dev, PEER_MAC, PEER_IP, now);
+        let mut iface = make_iface(&mut dev, HOST_MAC, host, now);
+        let mut peer = make_iface(&mut peer_dev, PEER_MAC, peer_addrs, now);
         let storage: Vec<SocketStorage> = (0..SLOTS + 1).map(|_| SocketStorage::EMPTY).collect();
         let mut sockets = SocketSet::new(Box::leak(storage.into_boxed_slice()));
         let routes: &'static mut [Route<'static>] = Box::leak(Vec::new().into_boxed_slice());
@@ -204,6 +265,10 @@ impl Net {
         let mdns = Responder::new(name, &mut iface, &mut sockets, buffers).expect("responder");
 
         peer.join_multicast_group(GROUP).unwrap();
+        #[cfg(feature = "ipv6")]
+        if peer_addrs.iter().any(|c| matches!(c, IpCidr::Ipv6(_))) {
+            peer.join_multicast_group(GROUP6).unwrap();
+        }
         let mut peer_sockets = SocketSet::new(Vec::new());
         let mut s = udp_socket();
         s.bind(5353).unwrap();
@@ -314,6 +379,18 @@ impl Net {
         self.peer_send(self.peer_oneshot, payload, group_endpoint());
     }
 
+    /// A query from the peer's port 5353 to ff02::fb.
+    #[cfg(feature = "ipv6")]
+    pub fn query6_from_5353(&mut self, payload: &[u8]) {
+        self.peer_send(self.peer_mdns, payload, group6_endpoint());
+    }
+
+    /// A one-shot query from the peer's port 40000 to ff02::fb.
+    #[cfg(feature = "ipv6")]
+    pub fn query6_oneshot(&mut self, payload: &[u8]) {
+        self.peer_send(self.peer_oneshot, payload, group6_endpoint());
+    }
+
     /// Queues a raw Ethernet frame towards the host.
     pub fn inject(&mut self, frame: Vec<u8>) {
         self.wire.borrow_mut().frames[0].push_back(frame);
@@ -338,30 +415,76 @@ pub fn group_endpoint() -> IpEndpoint {
     IpEndpoint::new(IpAddress::Ipv4(GROUP), 5353)
 }
 
-/// The UDP datagram in an Ethernet frame, if it is one.
+#[cfg(feature = "ipv6")]
+pub fn group6_endpoint() -> IpEndpoint {
+    IpEndpoint::new(IpAddress::Ipv6(GROUP6), 5353)
+}
+
+/// The UDP datagram in an Ethernet frame (IPv4 or IPv6), if it is one.
 pub fn read_udp(at: Instant, frame: &[u8]) -> Option<Sent> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    if ip.next_header() != IpProtocol::Udp {
-        return None;
-    }
-    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    assert!(
-        udp.verify_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst)),
-        "bad UDP checksum"
-    );
+    let (src, dst, hop_limit, payload) = match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Udp {
+                return None;
+            }
+            let (src, dst) = (
+                IpAddress::Ipv4(ip.src_addr()),
+                IpAddress::Ipv4(ip.dst_addr()),
+            );
+            (src, dst, ip.hop_limit(), ip.payload())
+        }
+        #[cfg(feature = "ipv6")]
+        EthernetProtocol::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Udp {
+                return None;
+            }
+            let (src, dst) = (
+                IpAddress::Ipv6(ip.src_addr()),
+                IpAddress::Ipv6(ip.dst_addr()),
+            );
+            (src, dst, ip.hop_limit(), ip.payload())
+        }
+        _ => return None,
+    };
+    let udp = UdpPacket::new_checked(payload).ok()?;
+    assert!(udp.verify_checksum(&src, &dst), "bad UDP checksum");
     Some(Sent {
         at,
         dst_mac: eth.dst_addr().0,
-        src: IpEndpoint::new(IpAddress::Ipv4(src), udp.src_port()),
-        dst: IpEndpoint::new(IpAddress::Ipv4(dst), udp.dst_port()),
-        hop_limit: ip.hop_limit(),
+        src: IpEndpoint::new(src, udp.src_port()),
+        dst: IpEndpoint::new(dst, udp.dst_port()),
+        hop_limit,
         payload: udp.payload().to_vec(),
     })
+}
+
+/// True for an MLDv2 report (ICMPv6 type 143, behind a hop-by-hop header) that lists the
+/// IPv6 mDNS group, sent to ff02::16.
+#[cfg(feature = "ipv6")]
+pub fn is_mld_report_for_group6(frame: &[u8]) -> bool {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    let Ok(ip) = Ipv6Packet::new_checked(eth.payload()) else {
+        return false;
+    };
+    let mld_routers = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
+    let p = ip.payload();
+    // Hop-by-hop header: next header, length in 8-byte units beyond the first 8.
+    if ip.next_header() != IpProtocol::HopByHop || ip.dst_addr() != mld_routers || p.len() < 8 {
+        return false;
+    }
+    let icmp = &p[(usize::from(p[1]) + 1) * 8..];
+    // Type 143, then records of 20 bytes for a group without sources: type, aux length,
+    // source count, the group.
+    icmp.len() >= 8
+        && icmp[0] == 143
+        && icmp[8..]
+            .chunks(20)
+            .any(|r| r.len() == 20 && r[4..20] == GROUP6.octets())
 }
 
 /// True for an IGMP membership report for the mDNS group.
@@ -379,6 +502,54 @@ pub fn is_igmp_report_for_group(frame: &[u8]) -> bool {
         && p.len() >= 8
         && p[0] == 0x16
         && p[4..8] == GROUP.octets()
+}
+
+/// An Ethernet frame with a UDP datagram over IPv6 towards the host, checksums right.
+#[cfg(feature = "ipv6")]
+pub fn udp6_frame(
+    src_mac: [u8; 6],
+    src: (Ipv6Address, u16),
+    dst: (Ipv6Address, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let udp = UdpRepr {
+        src_port: src.1,
+        dst_port: dst.1,
+    };
+    let ip = Ipv6Repr {
+        src_addr: src.0,
+        dst_addr: dst.0,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 255,
+    };
+    let dst_mac = if dst.0.is_multicast() {
+        GROUP6_MAC
+    } else {
+        HOST_MAC
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(src_mac),
+        dst_addr: EthernetAddress(dst_mac),
+        ethertype: EthernetProtocol::Ipv6,
+    };
+    let mut frame =
+        vec![0u8; eth.buffer_len() + ip.buffer_len() + udp.header_len() + payload.len()];
+    let caps = ChecksumCapabilities::default();
+    let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv6Packet::new_unchecked(f.payload_mut());
+    ip.emit(&mut p);
+    let mut u = UdpPacket::new_unchecked(p.payload_mut());
+    udp.emit(
+        &mut u,
+        &IpAddress::Ipv6(src.0),
+        &IpAddress::Ipv6(dst.0),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &caps,
+    );
+    frame
 }
 
 /// An Ethernet frame with a UDP datagram towards the host, checksums right.

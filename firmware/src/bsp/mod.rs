@@ -6,7 +6,8 @@
 //!   LAN9118 Ethernet, CMSDK UART0.
 //! - `lm3s6965`: QEMU's `lm3s6965evb`, TI Stellaris LM3S6965, Cortex-M3, 256 KB flash and
 //!   64 KB SRAM, the on-chip Stellaris Ethernet MAC, PL011 UART0. Build with
-//!   `--no-default-features --features lm3s6965 --target thumbv7m-none-eabi`.
+//!   `--no-default-features --features lm3s6965,ipv6 --target thumbv7m-none-eabi` (without
+//!   `,ipv6` for IPv4 alone: the default features, which this drops, hold `ipv6`).
 
 #[cfg(all(feature = "mps2-an386", feature = "lm3s6965"))]
 compile_error!("choose one board: --no-default-features --features lm3s6965");

@@ -1,5 +1,6 @@
 //! QEMU `mps2-an386`: Cortex-M4 at 25 MHz, LAN9118 on IRQ 13, CMSDK UART0; RAM is roomy
-//! (4 MiB), so the sizes favour speed.
+//! (4 MiB), so the sizes favour speed. IPv6 (default feature `ipv6`) measured by
+//! firmware-test.sh: data + bss 74,568 + stack peak 7,944 bytes (without it 73,304 + 7,472).
 
 pub use crate::lan9118::{pending, Lan9118 as Nic, IRQ};
 pub(crate) use crate::uart as console;
