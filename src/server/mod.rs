@@ -168,7 +168,7 @@ pub struct SlotInfo {
 }
 
 /// The slots' own memory: each slot's `REQ`-byte request buffer, `HEAD`-byte response head
-/// buffer and state (about `REQ + HEAD + 300` bytes a slot). Lent to [`Server::new`] like the
+/// buffer and state (about `REQ + HEAD + 320` bytes a slot). Lent to [`Server::new`] like the
 /// socket buffers; [`Slots::new`] is `const`, so firmware keeps it in a static built at compile
 /// time rather than on its stack.
 ///
@@ -177,7 +177,7 @@ pub struct SlotInfo {
 /// // Built at compile time: a `static` cell on firmware (e.g. static_cell's ConstStaticCell),
 /// // a local or a Box on a host.
 /// const EMPTY: Slots<10, 1024, 384> = Slots::new();
-/// assert!(core::mem::size_of_val(&EMPTY) < 10 * (1024 + 384 + 320));
+/// assert!(core::mem::size_of_val(&EMPTY) < 10 * (1024 + 384 + 336));
 /// ```
 pub struct Slots<
     const N: usize = SLOTS,

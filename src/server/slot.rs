@@ -6,7 +6,7 @@
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::IpEndpoint;
+use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
 use super::log::{LogLine, PeerDisplay};
 use super::respond::{self, Answer, Outcome};
@@ -95,6 +95,12 @@ impl<'c> Cx<'c, '_> {
     }
 }
 
+/// No client: 0.0.0.0:0, all zero bytes (a connected peer never has port 0).
+const NO_PEER: IpEndpoint = IpEndpoint {
+    addr: IpAddress::Ipv4(Ipv4Address::UNSPECIFIED),
+    port: 0,
+};
+
 /// One connection slot; `REQ` and `HEAD` are its request and response head buffer sizes.
 pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
     index: usize,
@@ -115,7 +121,10 @@ pub(crate) struct Slot<const REQ: usize, const HEAD: usize> {
     out: heapless::Vec<u8, HEAD>,
     out_sent: usize,
     body: Sending,
-    peer: Option<IpEndpoint>,
+    /// The client's endpoint, or [`NO_PEER`] (so an empty slot is all zero bytes and a static
+    /// array of slots stays in .bss on firmware: `None` of an `Option<IpEndpoint>` is not
+    /// zero once IPv6 is in the enum).
+    peer: IpEndpoint,
     /// Requests on the current connection.
     requests: u32,
     /// The current request, for its log line.
@@ -164,7 +173,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         out: heapless::Vec::new(),
         out_sent: 0,
         body: Sending::Nothing,
-        peer: None,
+        peer: NO_PEER,
         requests: 0,
         log: LogLine::new(),
         served: 0,
@@ -289,7 +298,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             Evict::Stream => {
                 cx.stats.evicted_stream += 1;
                 self.log
-                    .finish(self.peer, now, "stream closed for a waiting client");
+                    .finish(self.peer_ep(), now, "stream closed for a waiting client");
                 self.close(socket, now);
             }
             Evict::Idle => {
@@ -310,7 +319,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             }
             Evict::Slow => {
                 cx.stats.evicted_slow += 1;
-                self.log.finish(self.peer, now, "evicted: slow reader");
+                self.log.finish(self.peer_ep(), now, "evicted: slow reader");
                 self.relisten(socket, cx.config.port, now);
             }
         }
@@ -335,8 +344,13 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         self.state = new;
     }
 
+    /// The client's endpoint, if the slot has one.
+    fn peer_ep(&self) -> Option<IpEndpoint> {
+        (self.peer.port != 0).then_some(self.peer)
+    }
+
     fn peer(&self) -> PeerDisplay {
-        PeerDisplay(self.peer)
+        PeerDisplay(self.peer_ep())
     }
 
     /// The time by which this slot must be looked at again.
@@ -439,14 +453,14 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 self.set_state(State::Off);
             }
             _ if past_grace => {
-                self.log.finish(self.peer, now, "cut: server stopped");
+                self.log.finish(self.peer_ep(), now, "cut: server stopped");
                 self.relisten(socket, self.port, now);
             }
             State::Listen => {}
             State::Head { .. } | State::Body { .. } => self.close(socket, now),
             State::Send { .. } if self.is_streaming() => {
                 self.log
-                    .finish(self.peer, now, "stream closed: server stopping");
+                    .finish(self.peer_ep(), now, "stream closed: server stopping");
                 self.close(socket, now);
             }
             State::Send { progress, .. } => self.set_state(State::Send {
@@ -459,7 +473,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
 
     fn forget(&mut self) {
         self.buf.clear();
-        self.peer = None;
+        self.peer = NO_PEER;
         self.requests = 0;
     }
 
@@ -543,7 +557,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 }
                 if socket.is_active() {
                     cx.stats.connections += 1;
-                    self.peer = socket.remote_endpoint();
+                    self.peer = socket.remote_endpoint().unwrap_or(NO_PEER);
                     self.set_state(State::Head {
                         first_byte: None,
                         idle_since: now,
@@ -623,13 +637,13 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             } => {
                 if !socket.may_send() {
                     // The peer reset or closed its receive side.
-                    self.log.finish(self.peer, now, "aborted by peer");
+                    self.log.finish(self.peer_ep(), now, "aborted by peer");
                     self.relisten(socket, config.port, now);
                     return Step::Wait(true);
                 }
                 if self.is_streaming() && peer_closed(socket) {
                     // The listener went away (EventSource closed): end the stream.
-                    self.log.finish(self.peer, now, "");
+                    self.log.finish(self.peer_ep(), now, "");
                     self.close(socket, now);
                     return Step::Wait(true);
                 }
@@ -640,7 +654,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                             "{}: rendered body outrun by its data, aborted",
                             self.peer()
                         );
-                        self.log.finish(self.peer, now, "aborted");
+                        self.log.finish(self.peer_ep(), now, "aborted");
                         self.relisten(socket, config.port, now);
                         return Step::Wait(true);
                     }
@@ -651,7 +665,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 if self.is_sent() {
                     self.requests += 1;
                     self.served += 1;
-                    self.log.finish(self.peer, now, "");
+                    self.log.finish(self.peer_ep(), now, "");
                     if keep_alive {
                         self.set_state(State::Head {
                             first_byte: None,
@@ -673,7 +687,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     && (!self.is_streaming() || socket.send_queue() > 0)
                 {
                     cx.stats.timeouts += 1;
-                    self.log.finish(self.peer, now, "send timeout");
+                    self.log.finish(self.peer_ep(), now, "send timeout");
                     self.relisten(socket, config.port, now);
                 } else if self.render_stuck(socket) {
                     crate::logging::error!(
@@ -681,7 +695,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                         self.peer()
                     );
                     cx.stats.server_errors += 1;
-                    self.log.finish(self.peer, now, "aborted: short body");
+                    self.log.finish(self.peer_ep(), now, "aborted: short body");
                     self.relisten(socket, config.port, now);
                 }
             }
@@ -750,7 +764,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         };
         let rest = &self.buf[req.head_len..];
         let room = REQ - req.head_len;
-        let context = cx.context(self.index, self.peer);
+        let context = cx.context(self.index, self.peer_ep());
         let (answer, body_len) = match respond::answer(&req, rest, room, cx.router, &context) {
             Outcome::NeedBody if peer_closed(socket) => {
                 self.close(socket, now);
@@ -966,7 +980,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         // Cannot be stale: the body is static.
         let _ = self.write(socket, cx.router, cx.now, cx.config);
         if self.is_sent() {
-            self.log.finish(self.peer, cx.now, "");
+            self.log.finish(self.peer_ep(), cx.now, "");
             self.close(socket, cx.now);
         }
     }
@@ -1053,7 +1067,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     /// Logs a request still being answered as cut (the server is stopping).
     pub(crate) fn cut(&mut self, now: Instant) {
         if matches!(self.state, State::Send { .. }) {
-            self.log.finish(self.peer, now, "cut: server stopped");
+            self.log.finish(self.peer_ep(), now, "cut: server stopped");
         }
     }
 
