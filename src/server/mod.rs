@@ -338,7 +338,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         if let Some(by) = self.stop_by {
             for slot in self.slots.iter_mut() {
                 let socket = sockets.get_mut::<tcp::Socket>(slot.socket());
-                slot.stop(socket, now, now >= by);
+                slot.stop(socket, &mut self.router, now, now >= by);
             }
         }
         for _ in 0..=N {
@@ -452,6 +452,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             room_wanted: room,
             pressure: waiting > 0,
             streams: self.slots.iter().filter(|s| s.is_streaming()).count(),
+            news: false,
         };
         let requests = cx.stats.requests;
         let mut changed = false;
@@ -465,9 +466,9 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             }
             changed |= slot.service(socket, &mut cx);
         }
-        // A request answered in this pass (a chat post, say) may have news for the streams
+        // A request answered in this pass (a chat post, say, or a WebSocket message) may have news for the streams
         // serviced before it: they send it in this same poll.
-        if cx.stats.requests != requests {
+        if cx.stats.requests != requests || cx.news {
             for slot in self.slots.iter_mut().filter(|s| s.is_streaming()) {
                 let socket = sockets.get_mut::<tcp::Socket>(slot.socket());
                 changed |= slot.service(socket, &mut cx);
