@@ -168,7 +168,7 @@ pub struct SlotInfo {
 }
 
 /// The slots' own memory: each slot's `REQ`-byte request buffer, `HEAD`-byte response head
-/// buffer and state (about `REQ + HEAD + 300` bytes a slot). Lent to [`Server::new`] like the
+/// buffer and state (about `REQ + HEAD + 300` bytes a slot, 32 more with feature `ws`). Lent to [`Server::new`] like the
 /// socket buffers; [`Slots::new`] is `const`, so firmware keeps it in a static built at compile
 /// time rather than on its stack.
 ///
@@ -177,7 +177,7 @@ pub struct SlotInfo {
 /// // Built at compile time: a `static` cell on firmware (e.g. static_cell's ConstStaticCell),
 /// // a local or a Box on a host.
 /// const EMPTY: Slots<10, 1024, 384> = Slots::new();
-/// assert!(core::mem::size_of_val(&EMPTY) < 10 * (1024 + 384 + 320));
+/// assert!(core::mem::size_of_val(&EMPTY) < 10 * (1024 + 384 + 352));
 /// ```
 pub struct Slots<
     const N: usize = SLOTS,
@@ -540,7 +540,9 @@ mod memory {
         );
         // Each slot: its 2 KiB request buffer, 512 B head buffer and ~300 B of state (the
         // access log line is 80 of it).
-        assert!(slot < REQUEST_BUF + RESPONSE_HEAD + 320, "{slot}");
+        // Feature ws adds a WebSocket's timers and reassembly state to the body a slot sends.
+        let ws = if cfg!(feature = "ws") { 32 } else { 0 };
+        assert!(slot < REQUEST_BUF + RESPONSE_HEAD + 320 + ws, "{slot}");
         assert!(server < 10 * slot + 512, "{server}");
         let mut with = server;
         #[cfg(feature = "chat")]

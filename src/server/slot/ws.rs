@@ -21,38 +21,38 @@ const FRAMES_PER_STEP: usize = 64;
 /// The WebSocket part of a slot's state.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Conn {
-    /// Bytes at the start of the buffer: the message being reassembled, unmasked.
-    assembled: usize,
-    /// The opcode (text or binary) of the message being reassembled; None between messages.
-    partial: Option<u8>,
-    /// `ws_open` was called (and so `ws_close` will be).
-    opened: bool,
-    /// The last time a frame came in.
+    /// The last time a frame came in, or a ping went out (then `pinged`).
     heard: Instant,
-    /// A ping went out at this time and no frame came since.
-    ping: Option<Instant>,
     /// The last time bytes went into the socket or its queue shrank.
     progress: Instant,
+    /// Bytes at the start of the buffer: the message being reassembled, unmasked.
+    assembled: u32,
     /// The socket's send queue at the last look.
-    queued: usize,
+    queued: u32,
+    /// The opcode (text or binary) of the message being reassembled; 0 between messages.
+    partial: u8,
+    /// `ws_open` was called (and so `ws_close` will be).
+    opened: bool,
+    /// A ping went out at `heard` and no frame came since.
+    pinged: bool,
 }
 
 impl Conn {
     pub(crate) fn new(now: Instant) -> Conn {
         Conn {
-            assembled: 0,
-            partial: None,
-            opened: false,
             heard: now,
-            ping: None,
             progress: now,
+            assembled: 0,
             queued: 0,
+            partial: 0,
+            opened: false,
+            pinged: false,
         }
     }
 
     /// When the slot must be looked at again: its heartbeat, and its send deadline.
     pub(crate) fn deadline(&self, config: &crate::Config) -> Instant {
-        let beat = self.ping.unwrap_or(self.heard) + config.stream_heartbeat;
+        let beat = self.heard + config.stream_heartbeat;
         if self.queued > 0 {
             beat.min(self.progress + config.send_timeout)
         } else {
@@ -162,7 +162,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             self.body = Sending::WebSocket { route, token, conn };
             return Step::Wait(true);
         }
-        let queued = socket.send_queue();
+        let queued = socket.send_queue() as u32;
         if moved > 0 || queued < conn.queued {
             conn.progress = now;
         }
@@ -189,7 +189,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         conn: &mut Conn,
         moved: &mut usize,
     ) -> Frame {
-        let at = conn.assembled;
+        let at = conn.assembled as usize;
         let h = match ws::parse_header(&self.buf[at..]) {
             Ok(Some(h)) => h,
             Ok(None) => return Frame::Wait,
@@ -200,7 +200,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             return self.ws_fail(socket, close::PROTOCOL, moved);
         };
         match (h.opcode, conn.partial) {
-            (op::CONTINUATION, None) | (op::TEXT | op::BINARY, Some(_)) => {
+            (op::CONTINUATION, 0) | (op::TEXT | op::BINARY, op::TEXT | op::BINARY) => {
                 crate::logging::debug!("{}: WebSocket fragments out of order", self.peer());
                 return self.ws_fail(socket, close::PROTOCOL, moved);
             }
@@ -231,7 +231,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         }
         ws::unmask(&mut self.buf[start..start + len], mask);
         conn.heard = cx.now;
-        conn.ping = None;
+        conn.pinged = false;
         match h.opcode {
             op::PING => {
                 let mut tx = Sender::new(socket);
@@ -274,16 +274,17 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 // A data frame: its payload joins the message, its header goes.
                 self.buf.copy_within(start..start + len, at);
                 cut(&mut self.buf, at + len, start + len);
-                conn.assembled += len;
+                // At most REQ: checked above.
+                conn.assembled += len as u32;
                 if h.opcode != op::CONTINUATION {
-                    conn.partial = Some(h.opcode);
+                    conn.partial = h.opcode;
                 }
                 if !h.fin {
                     return Frame::Done;
                 }
-                let whole = conn.assembled;
-                let text = conn.partial == Some(op::TEXT);
-                conn.partial = None;
+                let whole = conn.assembled as usize;
+                let text = conn.partial == op::TEXT;
+                conn.partial = 0;
                 conn.assembled = 0;
                 let data = &self.buf[..whole];
                 let msg = if text {
@@ -329,25 +330,24 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         moved: &mut usize,
     ) -> Option<u16> {
         let beat = config.stream_heartbeat;
-        match conn.ping {
-            Some(sent) if now >= sent + beat => {
-                crate::logging::debug!("{}: no pong to the WebSocket ping", self.peer());
-                let mut tx = Sender::new(socket);
-                let _ = tx.frame(op::CLOSE, &close::GOING_AWAY.to_be_bytes());
-                *moved += tx.sent;
-                Some(close::GOING_AWAY)
-            }
-            None if now >= conn.heard + beat => {
-                // A ping that does not fit counts as sent: the send deadline ends a connection
-                // whose peer reads nothing.
-                let mut tx = Sender::new(socket);
-                let _ = tx.frame(op::PING, b"");
-                *moved += tx.sent;
-                conn.ping = Some(now);
-                None
-            }
-            _ => None,
+        if now < conn.heard + beat {
+            return None;
         }
+        if conn.pinged {
+            crate::logging::debug!("{}: no pong to the WebSocket ping", self.peer());
+            let mut tx = Sender::new(socket);
+            let _ = tx.frame(op::CLOSE, &close::GOING_AWAY.to_be_bytes());
+            *moved += tx.sent;
+            return Some(close::GOING_AWAY);
+        }
+        // A ping that does not fit counts as sent: the send deadline ends a connection whose
+        // peer reads nothing.
+        let mut tx = Sender::new(socket);
+        let _ = tx.frame(op::PING, b"");
+        *moved += tx.sent;
+        conn.heard = now;
+        conn.pinged = true;
+        None
     }
 
     /// Calls the handler's `ws_close` once, if `ws_open` was called.
