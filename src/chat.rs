@@ -312,6 +312,36 @@ pub fn decode_json(
     Ok((name.unwrap_or_default(), text))
 }
 
+/// A JSON number (RFC 8259 6): `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn is_number(w: &[u8]) -> bool {
+    let digits = |w: &[u8]| w.iter().take_while(|b| b.is_ascii_digit()).count();
+    let w = w.strip_prefix(b"-").unwrap_or(w);
+    let int = digits(w);
+    if int == 0 || (int > 1 && w[0] == b'0') {
+        return false;
+    }
+    let mut w = &w[int..];
+    if let Some(frac) = w.strip_prefix(b".") {
+        let n = digits(frac);
+        if n == 0 {
+            return false;
+        }
+        w = &frac[n..];
+    }
+    if let Some(exp) = w.strip_prefix(b"e").or_else(|| w.strip_prefix(b"E")) {
+        let exp = exp
+            .strip_prefix(b"+")
+            .or_else(|| exp.strip_prefix(b"-"))
+            .unwrap_or(exp);
+        let n = digits(exp);
+        if n == 0 {
+            return false;
+        }
+        w = &exp[n..];
+    }
+    w.is_empty()
+}
+
 /// A JSON reader over bytes, for [`decode_json`]: strings and scalars, no nesting.
 struct JsonIn<'j> {
     s: &'j [u8],
@@ -353,13 +383,7 @@ impl JsonIn<'_> {
             self.i += 1;
         }
         let word = &self.s[start..self.i];
-        let number = word
-            .first()
-            .is_some_and(|&b| b == b'-' || b.is_ascii_digit())
-            && word
-                .iter()
-                .all(|&b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
-        (number || matches!(word, b"true" | b"false" | b"null"))
+        (is_number(word) || matches!(word, b"true" | b"false" | b"null"))
             .then_some(())
             .ok_or(PostError::Invalid)
     }
@@ -799,6 +823,47 @@ mod tests {
         assert!(decode_form(ok.as_bytes()).is_ok());
         let name = std::format!("name={}&text=x", "é".repeat(17));
         assert_eq!(decode_form(name.as_bytes()), Err(PostError::TooLong));
+    }
+
+    #[test]
+    fn json_posts() {
+        let ok = |s: &str| {
+            let (n, t) = decode_json(s).unwrap();
+            (String::from(n.as_str()), String::from(t.as_str()))
+        };
+        assert_eq!(
+            ok(r#"{"name":"ana","text":"hola"}"#),
+            ("ana".into(), "hola".into())
+        );
+        assert_eq!(
+            ok(r#"{"n":-0.5e+3,"text":"a\u00f1\ud83d\ude00","x":null,"name":"b"}"#),
+            ("b".into(), "añ😀".into())
+        );
+        assert_eq!(ok(r#"{"text":"first","text":"second"}"#).1, "first");
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"text":"x"}x"#,
+            r#"{"text":1}"#,
+            r#"{"text":"x",}"#,
+            r#"{"n":01,"text":"x"}"#,
+            r#"{"n":1.,"text":"x"}"#,
+            r#"{"n":--1,"text":"x"}"#,
+            r#"{"n":tru,"text":"x"}"#,
+            r#"{"text":"\ud800"}"#,
+            r#"{"text":"\x"}"#,
+            "{\"text\":\"a\nb\"}",
+            r#"{"text":" "}"#,
+            r#"{"name":"a"}"#,
+            r#"{"n":{},"text":"x"}"#,
+        ] {
+            assert_eq!(decode_json(bad), Err(PostError::Invalid), "{bad}");
+        }
+        let long = std::format!(r#"{{"text":"{}"}}"#, "a".repeat(257));
+        assert_eq!(decode_json(&long), Err(PostError::TooLong));
+        let name = std::format!(r#"{{"name":"{}","text":"x"}}"#, "é".repeat(17));
+        assert_eq!(decode_json(&name), Err(PostError::TooLong));
     }
 
     /// The URL standard's application/x-www-form-urlencoded parser decodes names like values.
