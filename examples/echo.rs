@@ -16,7 +16,7 @@ use smolhttpd::tap::TapDevice;
 use smolhttpd::ws::{Message, Sender};
 use smolhttpd::{config, site, Config, Server, SLOTS};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
-use smoltcp::phy::{self, Device as _};
+use smoltcp::phy;
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address};
 

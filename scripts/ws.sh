@@ -22,6 +22,8 @@
 #               socket, the server's JSON error for a long text, another client's post shown
 #               within 500 ms, no HTTP fallback
 #   wscat       a post with wscat comes back to it on the socket, and GET /chat has it
+#   chat --ws   the terminal client posts piped lines over /chat/ws (exit 0), `--ws --listen`
+#               prints them, a 300-byte line is refused with the server's JSON error (413)
 #   echo        examples/echo.rs: 1,000 messages each way, text and binary up to 1,800 bytes,
 #               fragmented and not, byte-exact (python); wscat's text echoed
 #   Last: no panic in the logs.
@@ -136,6 +138,18 @@ t_wscat_chat() {
   echo "info: wscat $("$WSCAT" --version 2>/dev/null) posted and got its message back"
 }
 
+t_cli() {
+  local out
+  printf 'from the cli over ws\nand a second line\n' |
+    in_ns timeout 20 "$CHAT_BIN" "$SERVER_IP" 80 --ws --name cliws || { echo "posting exited $?"; return 1; }
+  out=$(in_ns timeout 20 "$CHAT_BIN" "$SERVER_IP" 80 --ws --listen --for 2 2>&1)
+  echo "$out" | grep -q '^cliws: from the cli over ws$' || { echo "--listen printed: $(echo "$out" | tail -n 5)"; return 1; }
+  echo "$out" | grep -q '^cliws: and a second line$' || { echo "second line missing: $(echo "$out" | tail -n 5)"; return 1; }
+  out=$(printf '%0300d\n' 0 | in_ns timeout 20 "$CHAT_BIN" "$SERVER_IP" 80 --ws 2>&1) && { echo "a 300-byte line was taken"; return 1; }
+  echo "$out" | grep -q 'too long (413)' || { echo "refusal said: $out"; return 1; }
+  echo "info: piped lines posted over /chat/ws and shown by --ws --listen; a long line refused: ${out#chat: }"
+}
+
 t_echo_python() { in_ns timeout 120 python3 "$TALK" echo "ws://$SERVER_IP/echo" 1000; }
 
 t_wscat_echo() {
@@ -193,6 +207,7 @@ else
   check "chromium: /chat.html posts and receives over one WebSocket (no HTTP fallback)" t_page
 fi
 check "wscat: a post over the socket comes back, GET /chat has it" t_wscat_chat
+check "chat --ws: piped lines posted over the socket, --ws --listen shows them, a long one refused" t_cli
 check "server still running, no panic" t_no_panic
 
 section "examples/echo.rs"
