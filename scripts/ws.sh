@@ -26,6 +26,10 @@
 #               prints them, a 300-byte line is refused with the server's JSON error (413)
 #   echo        examples/echo.rs: 1,000 messages each way, text and binary up to 1,800 bytes,
 #               fragmented and not, byte-exact (python); wscat's text echoed
+#   firmware    the mps2-an386 firmware built with the library's `ws` feature (cargo
+#               --features smolhttpd/ws; firmware/ itself is not changed), booted in QEMU on the
+#               same tap: 200 chat posts each way over /chat/ws with Python's websockets, and
+#               Chromium's chat page over WebSocket from the board (WS_SKIP_FIRMWARE=1 skips)
 #   Last: no panic in the logs.
 #
 # Needs: iproute2, curl, python3 (+ websockets, installed with pip when missing), node >= 18
@@ -47,10 +51,13 @@ KEY=dGhlIHNhbXBsZSBub25jZQ==
 ACCEPT=s3pPLMBiTxaQ9kYGzzhZRbK+xOo=
 WSCAT=
 HOLD_PID=
+QEMU_PID=
+FW_ELF=target/ws-firmware/thumbv7em-none-eabihf/release/smolhttpd-firmware
 
 on_fail() { echo "--- last 20 lines of $LOG"; tail -n 20 "$LOG"; }
 stop_hold() { stop_pid "$HOLD_PID"; HOLD_PID=; }
-ON_CLEANUP=(stop_hold)
+stop_qemu() { stop_pid "$QEMU_PID"; QEMU_PID=; }
+ON_CLEANUP=(stop_hold stop_qemu)
 
 # upgrade_head PATH [VERSION] [KEY]: the response head to an upgrade request (curl stops after
 # 2 s: a 101 leaves the connection open).
@@ -150,6 +157,8 @@ t_cli() {
   echo "info: piped lines posted over /chat/ws and shown by --ws --listen; a long line refused: ${out#chat: }"
 }
 
+t_fw_chat() { in_ns timeout 120 python3 "$TALK" chat "ws://$SERVER_IP/chat/ws" 200; }
+
 t_echo_python() { in_ns timeout 120 python3 "$TALK" echo "ws://$SERVER_IP/echo" 1000; }
 
 t_wscat_echo() {
@@ -221,6 +230,41 @@ if server_up "$BASE/" 50 10; then
   check "echo still running, no panic" t_no_panic
 else
   report "echo: example came up" 1 "$(tail -n 5 "$LOG")"
+fi
+
+if [ "${WS_SKIP_FIRMWARE:-0}" != 1 ]; then
+  section "firmware: mps2-an386 in QEMU with the ws feature"
+  stop_server
+  if ! command -v qemu-system-arm >/dev/null; then
+    say "installing qemu-system-arm"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-arm; } >/dev/null 2>&1
+  fi
+  rustup target list --installed 2>/dev/null | grep -q '^thumbv7em-none-eabihf$' || rustup target add thumbv7em-none-eabihf >/dev/null 2>&1
+  FW_ELF=$ROOT/$FW_ELF
+  if ! command -v qemu-system-arm >/dev/null; then
+    report "firmware: qemu-system-arm" 1 "could not install qemu-system-arm"
+  elif ! (cd firmware && CARGO_TARGET_DIR=$ROOT/target/ws-firmware cargo build --release -q --features smolhttpd/ws); then
+    report "firmware: builds with --features smolhttpd/ws" 1 "cargo build failed"
+  else
+    LOG=$OUT/firmware-uart.log
+    ip netns exec "$NS" timeout -k 5 300 qemu-system-arm -M mps2-an386 -nographic -no-reboot \
+      -nic "tap,ifname=$TAP,script=no,downscript=no,model=lan9118,mac=02:00:00:00:00:01" \
+      -kernel "$FW_ELF" </dev/null >"$LOG" 2>&1 &
+    QEMU_PID=$!
+    # The board waits 3 s for DHCP before its static address.
+    if wait_up "$NS" "$QEMU_PID" "$BASE/" 150 1 2; then
+      check "firmware: python websockets, 200 posts each way over /chat/ws, fragmented and not" t_fw_chat
+      if [ "${WS_SKIP_BROWSER:-0}" != 1 ]; then
+        check "firmware: chromium's chat page over WebSocket from the board" t_page
+      fi
+      SERVER_PID=$QEMU_PID
+      check "firmware still running, no panic" t_no_panic
+      SERVER_PID=
+    else
+      report "firmware: answered on $BASE/ within 30 s" 1 "$(tail -n 5 "$LOG")"
+    fi
+    stop_qemu
+  fi
 fi
 
 echo

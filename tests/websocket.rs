@@ -565,3 +565,53 @@ fn chat_errors_are_json_messages_and_the_socket_stays() {
     assert_eq!(chat_frames(&sim, s)[12]["text"], "from the form");
     assert!(!sim.conns[s].ended);
 }
+
+/// More frames than the slot's buffer holds, in one burst: every one is echoed at once, none
+/// waits in the socket for a later wake-up.
+#[test]
+fn a_burst_larger_than_the_buffer_is_echoed_at_once() {
+    let (mut sim, _) = ws_sim(Config::new());
+    let i = open_echo(&mut sim);
+    let msg = [7u8; 64];
+    for _ in 0..100 {
+        sim.send(i, &frame(true, ws::BINARY, &msg, MASK));
+    }
+    sim.advance(Duration::from_millis(100));
+    let echoed = got(&sim, i).iter().filter(|f| f.2 == msg).count();
+    assert_eq!(echoed, 100);
+}
+
+/// A client that keeps 32 small messages in flight, sending one for each echo back (like a
+/// benchmark's client): 3,000 round trips, no stall.
+#[test]
+fn thirty_two_in_flight_never_stall() {
+    let (mut sim, _) = ws_sim(Config::new());
+    let i = open_echo(&mut sim);
+    let msg = [9u8; 64];
+    let mut sent = 0;
+    let mut echoed = 0;
+    while sent < 32 {
+        sim.send(i, &frame(true, ws::BINARY, &msg, MASK));
+        sent += 1;
+    }
+    let start = sim.now;
+    while echoed < 3000 {
+        // One frame a segment, as a client with TCP_NODELAY sends them: the server's receive
+        // ring wraps in the middle of frames.
+        sim.step_once();
+        sim.advance(Duration::from_micros(100));
+        let now_echoed = got(&sim, i).iter().filter(|f| f.2 == msg).count();
+        for _ in echoed..now_echoed {
+            if sent < 3000 {
+                sim.send(i, &frame(true, ws::BINARY, &msg, MASK));
+                sim.step_once();
+                sent += 1;
+            }
+        }
+        echoed = now_echoed;
+        assert!(
+            sim.now - start < Duration::from_secs(20),
+            "stalled at {echoed} echoes"
+        );
+    }
+}

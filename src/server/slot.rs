@@ -855,21 +855,27 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         Step::Again
     }
 
-    /// Reads what fits into the request buffer; returns the byte count.
+    /// Reads what fits into the request buffer; returns the byte count. Twice at most: the
+    /// socket hands out the contiguous part of its ring at a time, and what waits past the
+    /// ring's end would otherwise stay unread until the next segment arrives.
     fn fill(&mut self, socket: &mut tcp::Socket) -> usize {
-        let room = self.buf.capacity() - self.buf.len();
-        if room == 0 || !socket.can_recv() {
-            return 0;
+        let mut total = 0;
+        for _ in 0..2 {
+            let room = self.buf.capacity() - self.buf.len();
+            if room == 0 || !socket.can_recv() {
+                break;
+            }
+            let buf = &mut self.buf;
+            total += socket
+                .recv(|data| {
+                    let n = data.len().min(room);
+                    // Cannot fail: n is at most the room left.
+                    let _ = buf.extend_from_slice(&data[..n]);
+                    (n, n)
+                })
+                .unwrap_or(0);
         }
-        let buf = &mut self.buf;
-        socket
-            .recv(|data| {
-                let n = data.len().min(room);
-                // Cannot fail: n is at most the room left.
-                let _ = buf.extend_from_slice(&data[..n]);
-                (n, n)
-            })
-            .unwrap_or(0)
+        total
     }
 
     /// Writes head, then body, as far as the socket takes them; returns the byte count.

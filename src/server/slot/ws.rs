@@ -111,6 +111,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             moved += n;
         }
         let mut end = None;
+        // Frames were taken from the buffer: the socket may hold more than the buffer took.
+        let mut consumed = false;
         if self.out_sent == self.out.len() {
             if !conn.opened {
                 conn.opened = true;
@@ -123,7 +125,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             moved += self.fill(socket);
             for _ in 0..FRAMES_PER_STEP {
                 match self.ws_frame(socket, cx, route, &mut token, &mut conn, &mut moved) {
-                    Frame::Done => {}
+                    Frame::Done => consumed = true,
                     Frame::Wait => break,
                     Frame::End(code) => {
                         end = Some(code);
@@ -176,6 +178,10 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             return Step::Wait(true);
         }
         self.body = Sending::WebSocket { route, token, conn };
+        if consumed && socket.can_recv() {
+            // Read on now rather than at the next segment or ACK, which may be far off.
+            return Step::Again;
+        }
         Step::Wait(moved > 0)
     }
 
