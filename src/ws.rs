@@ -1,7 +1,7 @@
 //! WebSocket (RFC 6455) for handlers (feature `ws`): the upgrade, the frame format, and what a
 //! handler uses to receive and send messages.
 //!
-//! A route's handler accepts an upgrade by answering a `GET` with [`Body::WebSocket`]
+//! A route's handler accepts an upgrade by answering a `GET` with [`Body::WebSocket`](crate::handler::Body::WebSocket)
 //! (`Reply::websocket(token)`); it may look at `Origin` first and answer 403 instead. The
 //! server then checks the handshake ([`check_upgrade`]: `Upgrade: websocket`,
 //! `Connection: Upgrade`, `Sec-WebSocket-Version: 13`, a 16-byte base64 `Sec-WebSocket-Key`;
