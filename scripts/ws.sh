@@ -25,7 +25,8 @@
 #   chat --ws   the terminal client posts piped lines over /chat/ws (exit 0), `--ws --listen`
 #               prints them, a 300-byte line is refused with the server's JSON error (413)
 #   echo        examples/echo.rs: 1,000 messages each way, text and binary up to 1,800 bytes,
-#               fragmented and not, byte-exact (python); wscat's text echoed
+#               fragmented and not, byte-exact (python); 64-byte messages 32 in flight for
+#               3 x 2 s with no reply late (10 s); wscat's text echoed
 #   firmware    the mps2-an386 firmware built with the library's `ws` feature (cargo
 #               --features smolhttpd/ws; firmware/ itself is not changed), booted in QEMU on the
 #               same tap: 200 chat posts each way over /chat/ws with Python's websockets, and
@@ -161,6 +162,18 @@ t_fw_chat() { in_ns timeout 120 python3 "$TALK" chat "ws://$SERVER_IP/chat/ws" 2
 
 t_echo_python() { in_ns timeout 120 python3 "$TALK" echo "ws://$SERVER_IP/echo" 1000; }
 
+# 64-byte messages, 32 in flight, one sent per echo back, three runs of 2 s: each must end
+# without a reply waiting 10 s (frames across the end of the server's receive ring once waited
+# for a segment that a client waiting for echoes never sends).
+t_echo_inflight() {
+  local r rates=()
+  for _ in 1 2 3; do
+    r=$(in_ns timeout 40 python3 "$TALK" bench "ws://$SERVER_IP/echo" 2) || { echo "$r"; return 1; }
+    rates+=("${r#rate: }")
+  done
+  echo "info: 64-byte echo with 32 in flight: ${rates[*]} messages/s"
+}
+
 t_wscat_echo() {
   [ -n "$WSCAT" ] || { echo "wscat unavailable"; return 77; }
   local out
@@ -226,6 +239,7 @@ RUST_LOG=info ip netns exec "$NS" "$ECHO_BIN" --tap "$TAP" >"$LOG" 2>&1 &
 SERVER_PID=$!
 if server_up "$BASE/" 50 10; then
   check "python websockets: 1,000 messages each way on /echo, text and binary, fragmented and not" t_echo_python
+  check "python websockets: 32 messages in flight, three runs of 2 s, no reply late" t_echo_inflight
   check "wscat: its text echoed" t_wscat_echo
   check "echo still running, no panic" t_no_panic
 else

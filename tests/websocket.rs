@@ -615,3 +615,32 @@ fn thirty_two_in_flight_never_stall() {
         );
     }
 }
+
+/// A reader that pauses while the client keeps sending: the server's send buffer fills, it
+/// stops taking frames, its receive ring fills and wraps in the middle of frames; once the
+/// client reads again, every frame is echoed without waiting for another segment.
+#[test]
+fn frames_across_the_receive_ring_end_are_not_left_waiting() {
+    for size in [57usize, 64, 70, 97, 130, 250] {
+        let (mut sim, _) = ws_sim(Config::new());
+        let i = sim.open(
+            &upgrade("/ws/echo", ""),
+            Opts {
+                rx_buffer: Some(4096),
+                ..Opts::default()
+            },
+        );
+        sim.advance(Duration::from_millis(50));
+        sim.set_no_read(i, true);
+        let msg = vec![5u8; size];
+        let n = 24_000 / size;
+        for _ in 0..n {
+            sim.send(i, &frame(true, ws::BINARY, &msg, MASK));
+        }
+        sim.advance(Duration::from_millis(500));
+        sim.set_no_read(i, false);
+        sim.advance(Duration::from_millis(300));
+        let echoed = got(&sim, i).iter().filter(|f| f.2 == msg).count();
+        assert_eq!(echoed, n, "{size}-byte messages");
+    }
+}
