@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS [TARGET...]]: runs the cargo-fuzz targets in fuzz/ (default: all of them,
-# head range chat server frames mdns) for SECONDS each (default 60) and prints how many inputs each
+# head range chat server frames mdns ws_frames) for SECONDS each (default 60) and prints how many inputs each
 # executed. Two invocations with different targets may run side by side (one per core).
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the machine's stable toolchain
 # accept them. Exits non-zero on the first crash (the input is kept under
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(head range chat server frames mdns)
+[ ${#targets[@]} -gt 0 ] || targets=(head range chat server frames mdns ws_frames)
 case $seconds in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;; esac
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1

@@ -253,6 +253,225 @@ pub fn decode_form(
     Ok((name.unwrap_or_default(), text))
 }
 
+/// Decodes a post sent as JSON over the WebSocket: `{"name":"..","text":".."}` (any order,
+/// whitespace, escapes; other members with string, number, boolean or null values are ignored;
+/// a repeated member keeps its first value). The same limits and errors as the form.
+pub fn decode_json(
+    json: &str,
+) -> Result<(heapless::String<MAX_NAME>, heapless::String<MAX_TEXT>), PostError> {
+    let mut p = JsonIn {
+        s: json.as_bytes(),
+        i: 0,
+    };
+    let mut name: Option<heapless::String<MAX_NAME>> = None;
+    let mut text: Option<heapless::String<MAX_TEXT>> = None;
+    p.expect(b'{')?;
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            let mut key = heapless::String::<4>::new();
+            // A longer key is none of ours.
+            let ours = match p.string(&mut key) {
+                Ok(()) => true,
+                Err(PostError::TooLong) => false,
+                Err(e) => return Err(e),
+            };
+            p.expect(b':')?;
+            match p.peek() {
+                Some(b'"') if ours && key == "name" && name.is_none() => {
+                    let mut v = heapless::String::new();
+                    p.string(&mut v)?;
+                    name = Some(v);
+                }
+                Some(b'"') if ours && key == "text" && text.is_none() => {
+                    let mut v = heapless::String::new();
+                    p.string(&mut v)?;
+                    text = Some(v);
+                }
+                Some(b'"') => match p.string(&mut heapless::String::<0>::new()) {
+                    Ok(()) | Err(PostError::TooLong) => {}
+                    Err(e) => return Err(e),
+                },
+                _ => p.scalar()?,
+            }
+            match p.next() {
+                Some(b',') => continue,
+                Some(b'}') => break,
+                _ => return Err(PostError::Invalid),
+            }
+        }
+    }
+    if p.peek().is_some() {
+        return Err(PostError::Invalid);
+    }
+    let text = text.ok_or(PostError::Invalid)?;
+    if text.trim().is_empty() {
+        return Err(PostError::Invalid);
+    }
+    Ok((name.unwrap_or_default(), text))
+}
+
+/// A JSON number (RFC 8259 6): `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn is_number(w: &[u8]) -> bool {
+    let digits = |w: &[u8]| w.iter().take_while(|b| b.is_ascii_digit()).count();
+    let w = w.strip_prefix(b"-").unwrap_or(w);
+    let int = digits(w);
+    if int == 0 || (int > 1 && w[0] == b'0') {
+        return false;
+    }
+    let mut w = &w[int..];
+    if let Some(frac) = w.strip_prefix(b".") {
+        let n = digits(frac);
+        if n == 0 {
+            return false;
+        }
+        w = &frac[n..];
+    }
+    if let Some(exp) = w.strip_prefix(b"e").or_else(|| w.strip_prefix(b"E")) {
+        let exp = exp
+            .strip_prefix(b"+")
+            .or_else(|| exp.strip_prefix(b"-"))
+            .unwrap_or(exp);
+        let n = digits(exp);
+        if n == 0 {
+            return false;
+        }
+        w = &exp[n..];
+    }
+    w.is_empty()
+}
+
+/// A JSON reader over bytes, for [`decode_json`]: strings and scalars, no nesting.
+struct JsonIn<'j> {
+    s: &'j [u8],
+    i: usize,
+}
+
+impl JsonIn<'_> {
+    /// The next byte that is not whitespace, not consumed.
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.s.get(self.i) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(b);
+            }
+            self.i += 1;
+        }
+        None
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.i += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Result<(), PostError> {
+        (self.next() == Some(b))
+            .then_some(())
+            .ok_or(PostError::Invalid)
+    }
+
+    /// A number, `true`, `false` or `null`, skipped.
+    fn scalar(&mut self) -> Result<(), PostError> {
+        self.peek();
+        let start = self.i;
+        while let Some(&b) = self.s.get(self.i) {
+            if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')) {
+                break;
+            }
+            self.i += 1;
+        }
+        let word = &self.s[start..self.i];
+        (is_number(word) || matches!(word, b"true" | b"false" | b"null"))
+            .then_some(())
+            .ok_or(PostError::Invalid)
+    }
+
+    /// A string into `out`: `TooLong` past its capacity (the rest is still read, so a caller
+    /// may go on), `Invalid` for a bad escape or a raw control character.
+    fn string<const N: usize>(&mut self, out: &mut heapless::String<N>) -> Result<(), PostError> {
+        self.expect(b'"')?;
+        let mut long = false;
+        let mut put = |c: char, out: &mut heapless::String<N>| {
+            if out.push(c).is_err() {
+                long = true;
+            }
+        };
+        loop {
+            let rest = &self.s[self.i..];
+            // The input is a &str: a run of plain characters is UTF-8 already.
+            let run = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .ok_or(PostError::Invalid)?;
+            for c in core::str::from_utf8(&rest[..run])
+                .map_err(|_| PostError::Invalid)?
+                .chars()
+            {
+                put(c, out);
+            }
+            self.i += run;
+            match self.s[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    break;
+                }
+                b'\\' => {
+                    let e = *self.s.get(self.i + 1).ok_or(PostError::Invalid)?;
+                    self.i += 2;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let code = if (0xD800..0xDC00).contains(&hi) {
+                                if self.s.get(self.i..self.i + 2) != Some(b"\\u") {
+                                    return Err(PostError::Invalid);
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(PostError::Invalid);
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else {
+                                hi
+                            };
+                            char::from_u32(code).ok_or(PostError::Invalid)?
+                        }
+                        _ => return Err(PostError::Invalid),
+                    };
+                    put(c, out);
+                }
+                _ => return Err(PostError::Invalid),
+            }
+        }
+        if long {
+            Err(PostError::TooLong)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, PostError> {
+        let h = self.s.get(self.i..self.i + 4).ok_or(PostError::Invalid)?;
+        let h = core::str::from_utf8(h).map_err(|_| PostError::Invalid)?;
+        let v = u32::from_str_radix(h, 16).map_err(|_| PostError::Invalid)?;
+        if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PostError::Invalid);
+        }
+        self.i += 4;
+        Ok(v)
+    }
+}
+
 /// Percent-decodes one field (`+` is a space) into at most `N` bytes of UTF-8.
 fn decode_field<const N: usize>(value: &[u8]) -> Result<heapless::String<N>, PostError> {
     let mut out = heapless::Vec::<u8, N>::new();
@@ -276,7 +495,9 @@ fn decode_field<const N: usize>(value: &[u8]) -> Result<heapless::String<N>, Pos
 /// The chat on a route (a prefix route on `/chat`): `GET /chat` answers
 /// `{"next":..,"messages":[..]}` from `?since=N`, `POST /chat` takes a form and answers 201
 /// with `Location` and `{"id":N}`, and `GET /chat/events` is a Server-Sent Events stream of
-/// the messages, resumed from `Last-Event-ID` or `?since=N`.
+/// the messages, resumed from `Last-Event-ID` or `?since=N`. With feature `ws`, `GET /chat/ws`
+/// is the same chat over a WebSocket, both ways: a text message in is a post
+/// (`{"name":..,"text":..}`), every message kept goes out as a text frame of its JSON.
 ///
 /// ```
 /// # use smolhttpd::{chat::ChatRoom, handler::{Methods, Route}};
@@ -294,6 +515,17 @@ pub struct ChatRoom<const M: usize = MESSAGES> {
 const LIST: u64 = 0;
 const CREATED: u64 = 1;
 const STREAM: u64 = 2;
+/// A WebSocket connection of `/chat/ws`: `[WS, cursor, 0, 0]`.
+#[cfg(feature = "ws")]
+const WS: u64 = 3;
+/// What `/chat/ws` answers a message it cannot post, instead of a status.
+#[cfg(feature = "ws")]
+const WS_INVALID: &str =
+    "{\"error\":\"send {\\\"name\\\":..,\\\"text\\\":..} with a non-empty text\",\"status\":400}";
+#[cfg(feature = "ws")]
+const WS_TOO_LONG: &str = "{\"error\":\"name or text too long\",\"status\":413}";
+#[cfg(feature = "ws")]
+const WS_BINARY: &str = "{\"error\":\"send text (JSON), not binary\",\"status\":415}";
 /// The stream's first lines: how long the browser waits before it reconnects.
 const RETRY: &[u8] = b"retry: 2000\n\n";
 /// The stream's heartbeat: a named event (`ping`, data `{}`) rather than a comment, so a page's
@@ -351,6 +583,17 @@ impl<const M: usize> Handler for ChatRoom<M> {
                 return Ok(self.events(req))
             }
             ("/chat/events", _) => {
+                return Ok(Reply::error(Status::MethodNotAllowed).header("Allow", "GET"))
+            }
+            #[cfg(feature = "ws")]
+            ("/chat/ws", crate::http::Method::Get) => {
+                let Some(since) = parse_since(req.query) else {
+                    return Ok(Reply::error(Status::BadRequest));
+                };
+                return Ok(Reply::websocket([WS, self.chat.resume_point(since), 0, 0]));
+            }
+            #[cfg(feature = "ws")]
+            ("/chat/ws", _) => {
                 return Ok(Reply::error(Status::MethodNotAllowed).header("Allow", "GET"))
             }
             _ => return Ok(Reply::error(Status::NotFound)),
@@ -411,6 +654,10 @@ impl<const M: usize> Handler for ChatRoom<M> {
     /// `gap` event `{"from":A,"to":B}` naming them. Nothing is copied per listener: events
     /// are rendered from the ring into the send buffer.
     fn stream(&self, token: &mut Token, out: &mut [u8], idle: bool) -> usize {
+        #[cfg(feature = "ws")]
+        if token[0] == WS {
+            return self.ws_stream(token, out);
+        }
         let mut w = 0;
         if token[2] == 0 {
             if !put_event(out, &mut w, &|s| s.put(RETRY)) {
@@ -460,6 +707,70 @@ impl<const M: usize> Handler for ChatRoom<M> {
             [LIST, since, upto, first] => ChatReply { since, upto, first }.still_valid(&self.chat),
             _ => true,
         }
+    }
+
+    /// A text message on `/chat/ws` is a post (`{"name":..,"text":..}`); the message kept
+    /// reaches every socket (this one too) through [`Handler::stream`]. A message that cannot
+    /// be posted is answered on this socket alone with `{"error":..,"status":N}`, N the status
+    /// the form would have had.
+    #[cfg(feature = "ws")]
+    fn ws_message(
+        &mut self,
+        _: &mut Token,
+        msg: crate::ws::Message<'_>,
+        tx: &mut crate::ws::Sender<'_, '_>,
+    ) {
+        let posted = match msg {
+            crate::ws::Message::Text(t) => decode_json(t)
+                .and_then(|(name, text)| self.chat.push(&name, &text))
+                .map_err(|e| match e {
+                    PostError::Invalid => WS_INVALID,
+                    PostError::TooLong => WS_TOO_LONG,
+                }),
+            crate::ws::Message::Binary(_) => Err(WS_BINARY),
+        };
+        match posted {
+            Ok(id) => crate::logging::info!("chat: message {id} posted over WebSocket"),
+            // The server gave room for a reply as large as a message.
+            Err(error) => {
+                let _ = tx.text(error);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "ws")]
+impl<const M: usize> ChatRoom<M> {
+    /// Frames for a `/chat/ws` socket after the cursor `token[1]`: each message kept as a text
+    /// frame of its JSON (`{"id":N,"name":..,"text":..}`, as the event stream's data), after a
+    /// `{"gap":{"from":A,"to":B}}` frame when messages past the cursor were dropped.
+    fn ws_stream(&self, token: &mut Token, out: &mut [u8]) -> usize {
+        let mut w = 0;
+        let cursor = token[1];
+        if let Some(oldest) = self
+            .chat
+            .oldest_id()
+            .filter(|&o| o > cursor.saturating_add(1))
+        {
+            let gap = |s: &mut dyn Sink| {
+                s.put(b"{\"gap\":{\"from\":")?;
+                put_number(s, cursor + 1)?;
+                s.put(b",\"to\":")?;
+                put_number(s, oldest - 1)?;
+                s.put(b"}}")
+            };
+            if !crate::ws::put_message(out, &mut w, true, &gap) {
+                return w;
+            }
+            token[1] = oldest - 1;
+        }
+        for m in self.chat.range(token[1], u64::MAX) {
+            if !crate::ws::put_message(out, &mut w, true, &|s| m.write_json(s)) {
+                return w;
+            }
+            token[1] = m.id;
+        }
+        w
     }
 }
 
@@ -512,6 +823,47 @@ mod tests {
         assert!(decode_form(ok.as_bytes()).is_ok());
         let name = std::format!("name={}&text=x", "é".repeat(17));
         assert_eq!(decode_form(name.as_bytes()), Err(PostError::TooLong));
+    }
+
+    #[test]
+    fn json_posts() {
+        let ok = |s: &str| {
+            let (n, t) = decode_json(s).unwrap();
+            (String::from(n.as_str()), String::from(t.as_str()))
+        };
+        assert_eq!(
+            ok(r#"{"name":"ana","text":"hola"}"#),
+            ("ana".into(), "hola".into())
+        );
+        assert_eq!(
+            ok(r#"{"n":-0.5e+3,"text":"a\u00f1\ud83d\ude00","x":null,"name":"b"}"#),
+            ("b".into(), "añ😀".into())
+        );
+        assert_eq!(ok(r#"{"text":"first","text":"second"}"#).1, "first");
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"text":"x"}x"#,
+            r#"{"text":1}"#,
+            r#"{"text":"x",}"#,
+            r#"{"n":01,"text":"x"}"#,
+            r#"{"n":1.,"text":"x"}"#,
+            r#"{"n":--1,"text":"x"}"#,
+            r#"{"n":tru,"text":"x"}"#,
+            r#"{"text":"\ud800"}"#,
+            r#"{"text":"\x"}"#,
+            "{\"text\":\"a\nb\"}",
+            r#"{"text":" "}"#,
+            r#"{"name":"a"}"#,
+            r#"{"n":{},"text":"x"}"#,
+        ] {
+            assert_eq!(decode_json(bad), Err(PostError::Invalid), "{bad}");
+        }
+        let long = std::format!(r#"{{"text":"{}"}}"#, "a".repeat(257));
+        assert_eq!(decode_json(&long), Err(PostError::TooLong));
+        let name = std::format!(r#"{{"name":"{}","text":"x"}}"#, "é".repeat(17));
+        assert_eq!(decode_json(&name), Err(PostError::TooLong));
     }
 
     /// The URL standard's application/x-www-form-urlencoded parser decodes names like values.

@@ -43,6 +43,12 @@ pub enum Body {
     /// more; such a response is the first to give way when a client waits for a slot, and at
     /// most `Config::max_streams` are open at once (then 503).
     Stream { token: Token },
+    /// Accepts a WebSocket upgrade (feature `ws`): the server checks the handshake (400
+    /// otherwise), answers 101 and from then on hands this route's handler the connection's
+    /// messages ([`Handler::ws_message`]) and pulls what it sends ([`Handler::stream`], whole
+    /// frames). Counts with the streams toward `Config::max_streams`. See [`crate::ws`].
+    #[cfg(feature = "ws")]
+    WebSocket { token: Token },
 }
 
 impl Body {
@@ -52,6 +58,8 @@ impl Body {
             Body::Static(data) => data.len(),
             Body::Rendered { len, .. } => *len,
             Body::Stream { .. } => 0,
+            #[cfg(feature = "ws")]
+            Body::WebSocket { .. } => 0,
         }
     }
 
@@ -122,6 +130,15 @@ impl Reply {
     /// The server's plain text reply for an error status (`404 Not Found\n`).
     pub const fn error(status: Status) -> Reply {
         Reply::new(status, TEXT, Body::Static(status.text().as_bytes()))
+    }
+
+    /// Accepts a WebSocket upgrade with `token` (the connection's note, given back to
+    /// [`Handler::ws_open`], [`Handler::ws_message`] and [`Handler::stream`]). The server
+    /// turns it into `101 Switching Protocols`, or 400 when the request is not a valid
+    /// handshake.
+    #[cfg(feature = "ws")]
+    pub const fn websocket(token: Token) -> Reply {
+        Reply::new(Status::SwitchingProtocols, "", Body::WebSocket { token })
     }
 
     /// Sets fixed header lines, each ending in CRLF.
@@ -212,6 +229,36 @@ pub trait Handler {
     fn stream(&self, token: &mut Token, out: &mut [u8], idle: bool) -> usize {
         let _ = (token, out, idle);
         0
+    }
+
+    /// A WebSocket this handler accepted ([`Reply::websocket`]) is open: its 101 is queued.
+    /// `tx` sends to this connection alone (a greeting, say).
+    #[cfg(feature = "ws")]
+    fn ws_open(&mut self, token: &mut Token, tx: &mut crate::ws::Sender<'_, '_>) {
+        let _ = (token, tx);
+    }
+
+    /// A whole message came on a WebSocket of this handler, borrowed from the slot's buffer.
+    /// `tx` sends to this connection (it has room for a reply as large as a message); to send
+    /// to every connection of the route, keep the message in the handler's own storage and let
+    /// [`Handler::stream`] hand it to each (frames written with [`crate::ws::put_message`]).
+    /// On a WebSocket, `stream` is asked for more whenever the socket has room, `idle` always
+    /// false (the server pings by itself).
+    #[cfg(feature = "ws")]
+    fn ws_message(
+        &mut self,
+        token: &mut Token,
+        msg: crate::ws::Message<'_>,
+        tx: &mut crate::ws::Sender<'_, '_>,
+    ) {
+        let _ = (token, msg, tx);
+    }
+
+    /// A WebSocket of this handler ended: `code` is the close code sent or received
+    /// ([`crate::ws::close`]; 1006 when the connection ended without a close frame).
+    #[cfg(feature = "ws")]
+    fn ws_close(&mut self, token: Token, code: u16) {
+        let _ = (token, code);
     }
 }
 
@@ -355,6 +402,12 @@ impl<'a> Router<'a> {
         self.routes
             .get(route)
             .map_or(0, |r| r.handler.stream(token, out, idle).min(out.len()))
+    }
+
+    /// The handler of `route`, for the WebSocket callbacks.
+    #[cfg(feature = "ws")]
+    pub(crate) fn handler(&mut self, route: usize) -> Option<&mut (dyn Handler + 'a)> {
+        self.routes.get_mut(route).map(|r| &mut *r.handler)
     }
 
     pub(crate) fn still_valid(&self, route: usize, token: Token) -> bool {

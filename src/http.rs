@@ -10,12 +10,16 @@ use core::fmt;
 /// Status codes the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// 101: a WebSocket upgrade accepted.
+    SwitchingProtocols,
     Ok,
     Created,
     PartialContent,
     MovedPermanently,
     NotModified,
     BadRequest,
+    /// 403: a handler refuses (a WebSocket from a foreign `Origin`, say).
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     RequestTimeout,
@@ -35,12 +39,14 @@ impl Status {
     /// The numeric code.
     pub const fn code(self) -> u16 {
         match self {
+            Status::SwitchingProtocols => 101,
             Status::Ok => 200,
             Status::Created => 201,
             Status::PartialContent => 206,
             Status::MovedPermanently => 301,
             Status::NotModified => 304,
             Status::BadRequest => 400,
+            Status::Forbidden => 403,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
@@ -60,12 +66,14 @@ impl Status {
     /// The status line, CRLF included.
     pub const fn line(self) -> &'static str {
         match self {
+            Status::SwitchingProtocols => "HTTP/1.1 101 Switching Protocols\r\n",
             Status::Ok => "HTTP/1.1 200 OK\r\n",
             Status::Created => "HTTP/1.1 201 Created\r\n",
             Status::PartialContent => "HTTP/1.1 206 Partial Content\r\n",
             Status::MovedPermanently => "HTTP/1.1 301 Moved Permanently\r\n",
             Status::NotModified => "HTTP/1.1 304 Not Modified\r\n",
             Status::BadRequest => "HTTP/1.1 400 Bad Request\r\n",
+            Status::Forbidden => "HTTP/1.1 403 Forbidden\r\n",
             Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
             Status::MethodNotAllowed => "HTTP/1.1 405 Method Not Allowed\r\n",
             Status::RequestTimeout => "HTTP/1.1 408 Request Timeout\r\n",
@@ -86,6 +94,7 @@ impl Status {
     pub const fn text(self) -> &'static str {
         match self {
             Status::BadRequest => "400 Bad Request\n",
+            Status::Forbidden => "403 Forbidden\n",
             Status::NotFound => "404 Not Found\n",
             Status::MethodNotAllowed => "405 Method Not Allowed\n",
             Status::RequestTimeout => "408 Request Timeout: the request took too long\n",
@@ -412,8 +421,17 @@ impl Request<'_> {
 impl<'b> Request<'b> {
     /// The value of the first header named `name` (case-insensitive), trimmed.
     pub fn header(&self, name: &str) -> Option<&'b [u8]> {
-        let mut lines = self.head.split(|&b| b == b'\n').skip(1);
-        lines.find_map(|line| {
+        self.headers(name).next()
+    }
+
+    /// Every value of the header `name` (case-insensitive), trimmed, in the order sent (a
+    /// `Connection: keep-alive` line and a `Connection: Upgrade` line, say).
+    pub fn headers<'n>(&self, name: &'n str) -> impl Iterator<Item = &'b [u8]> + 'n
+    where
+        'b: 'n,
+    {
+        let lines = self.head.split(|&b| b == b'\n').skip(1);
+        lines.filter_map(move |line| {
             let colon = line.iter().position(|&b| b == b':')?;
             let value = line[colon + 1..]
                 .strip_suffix(b"\r")

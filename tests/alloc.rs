@@ -161,3 +161,56 @@ fn open_streams_allocate_nothing() {
     let n = take_count();
     assert_eq!(n, 0, "the server allocated {n} times with streams open");
 }
+
+#[test]
+fn open_websockets_allocate_nothing() {
+    use common::ws::{self, frame, text, upgrade};
+    let (mut sim, _) = common::handlers::ws_sim(smolhttpd::Config::new());
+    sim.around_server = Some(in_server);
+    // Three chat sockets, two echo sockets, and an event stream beside them.
+    let chat: Vec<usize> = (0..3)
+        .map(|_| sim.open(&upgrade("/chat/ws", ""), Opts::default()))
+        .collect();
+    let echo: Vec<usize> = (0..2)
+        .map(|_| sim.open(&upgrade("/ws/echo", ""), Opts::default()))
+        .collect();
+    let events = sim.open(
+        b"GET /chat/events HTTP/1.1\r\nHost: t\r\n\r\n",
+        Opts::default(),
+    );
+    sim.advance(Duration::from_millis(100));
+    let mask = Some([9, 8, 7, 6]);
+    for i in 0..20 {
+        sim.send(
+            chat[i % 3],
+            &text(&format!(r#"{{"name":"n","text":"m{i}"}}"#)),
+        );
+        sim.send(echo[i % 2], &frame(false, ws::TEXT, b"frag", mask));
+        sim.send(echo[i % 2], &frame(true, ws::PING, b"p", mask));
+        sim.send(echo[i % 2], &frame(true, ws::CONT, b"ment", mask));
+        sim.send(
+            echo[i % 2],
+            &frame(true, ws::BINARY, &[i as u8; 1500], mask),
+        );
+        sim.advance(Duration::from_millis(20));
+    }
+    sim.send(chat[0], &text("not json"));
+    // A heartbeat's ping too, then a close.
+    sim.advance(Duration::from_secs(16));
+    sim.send(echo[0], &ws::close(1000));
+    sim.advance(Duration::from_millis(100));
+    for &c in &chat {
+        let f = ws::frames_after_head(&sim.conns[c].received);
+        assert_eq!(
+            f.iter().filter(|f| f.1 == ws::TEXT).count(),
+            20 + usize::from(c == chat[0])
+        );
+        assert_eq!(f.last().unwrap().1, ws::PING);
+    }
+    let f = ws::frames_after_head(&sim.conns[echo[0]].received);
+    assert_eq!(f.iter().filter(|f| f.2 == b"fragment").count(), 10);
+    assert_eq!(f.last().unwrap().1, ws::CLOSE);
+    assert!(String::from_utf8_lossy(&sim.conns[events].received).contains("id: 20\n"));
+    let n = take_count();
+    assert_eq!(n, 0, "the server allocated {n} times with WebSockets open");
+}

@@ -26,7 +26,9 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { args, envInt, pageFailures, run, watchPage } from './lib.mjs';
 
-const [url, outDir] = args('node chat.mjs URL OUTDIR');
+const [pageUrl, outDir] = args('node chat.mjs URL OUTDIR');
+// This check follows the event stream: the page's WebSocket path has scripts/ws.sh.
+const url = pageUrl + (pageUrl.includes('?') ? '&' : '?') + 'via=events';
 const TOTAL_TIMEOUT_MS = envInt('TOTAL_TIMEOUT_MS', 60000);
 const STEP_TIMEOUT_MS = 10000;
 let expected = [];

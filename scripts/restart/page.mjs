@@ -28,7 +28,9 @@ import { appendFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { args, envInt, pageFailures, run, watchPage } from '../e2e/lib.mjs';
 
-const [url, outDir, logArg] = args('node page.mjs URL OUTDIR LOG');
+const [pageUrl, outDir, logArg] = args('node page.mjs URL OUTDIR LOG');
+// This check follows the event stream: the page's WebSocket path has scripts/ws.sh.
+const url = pageUrl + (pageUrl.includes('?') ? '&' : '?') + 'via=events';
 if (!logArg) {
   console.error('usage: node page.mjs URL OUTDIR LOG');
   process.exit(2);

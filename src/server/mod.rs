@@ -168,7 +168,8 @@ pub struct SlotInfo {
 }
 
 /// The slots' own memory: each slot's `REQ`-byte request buffer, `HEAD`-byte response head
-/// buffer and state (about `REQ + HEAD + 320` bytes a slot). Lent to [`Server::new`] like the
+/// buffer and state (about `REQ + HEAD + 320` bytes a slot, 32 more with feature `ws`). Lent to
+/// [`Server::new`] like the
 /// socket buffers; [`Slots::new`] is `const`, so firmware keeps it in a static built at compile
 /// time rather than on its stack.
 ///
@@ -177,7 +178,7 @@ pub struct SlotInfo {
 /// // Built at compile time: a `static` cell on firmware (e.g. static_cell's ConstStaticCell),
 /// // a local or a Box on a host.
 /// const EMPTY: Slots<10, 1024, 384> = Slots::new();
-/// assert!(core::mem::size_of_val(&EMPTY) < 10 * (1024 + 384 + 336));
+/// assert!(core::mem::size_of_val(&EMPTY) < 10 * (1024 + 384 + 368));
 /// ```
 pub struct Slots<
     const N: usize = SLOTS,
@@ -338,7 +339,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
         if let Some(by) = self.stop_by {
             for slot in self.slots.iter_mut() {
                 let socket = sockets.get_mut::<tcp::Socket>(slot.socket());
-                slot.stop(socket, now, now >= by);
+                slot.stop(socket, &mut self.router, now, now >= by);
             }
         }
         for _ in 0..=N {
@@ -452,6 +453,7 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             room_wanted: room,
             pressure: waiting > 0,
             streams: self.slots.iter().filter(|s| s.is_streaming()).count(),
+            news: false,
         };
         let requests = cx.stats.requests;
         let mut changed = false;
@@ -465,9 +467,9 @@ impl<'a, const N: usize, const REQ: usize, const HEAD: usize> Server<'a, N, REQ,
             }
             changed |= slot.service(socket, &mut cx);
         }
-        // A request answered in this pass (a chat post, say) may have news for the streams
+        // A request answered in this pass (a chat post, say, or a WebSocket message) may have news for the streams
         // serviced before it: they send it in this same poll.
-        if cx.stats.requests != requests {
+        if cx.stats.requests != requests || cx.news {
             for slot in self.slots.iter_mut().filter(|s| s.is_streaming()) {
                 let socket = sockets.get_mut::<tcp::Socket>(slot.socket());
                 changed |= slot.service(socket, &mut cx);
@@ -539,7 +541,9 @@ mod memory {
         );
         // Each slot: its 2 KiB request buffer, 512 B head buffer and ~300 B of state (the
         // access log line is 80 of it; the peer's address 20, 12 more with IPv6 than without).
-        assert!(slot < REQUEST_BUF + RESPONSE_HEAD + 336, "{slot}");
+        // Feature ws adds a WebSocket's timers and reassembly state to the body a slot sends.
+        let ws = if cfg!(feature = "ws") { 32 } else { 0 };
+        assert!(slot < REQUEST_BUF + RESPONSE_HEAD + 336 + ws, "{slot}");
         assert!(server < 10 * slot + 512, "{server}");
         #[allow(unused_mut)] // without the chat and status features nothing is added
         let mut with = server;

@@ -111,6 +111,8 @@ pub(crate) fn answer(
             Reply::error(Status::InternalServerError)
         }
     };
+    #[cfg(feature = "ws")]
+    let reply = upgrade(&full, reply);
     // A static 200 to GET or HEAD is a representation the server validates and cuts.
     let representation = matches!(req.method, Method::Get | Method::Head)
         && reply.status == Status::Ok
@@ -128,6 +130,41 @@ pub(crate) fn answer(
         },
         body.len(),
     )
+}
+
+/// A handler accepted a WebSocket: 101 with the accept key when the request is a valid
+/// handshake, else 400 (with `Sec-WebSocket-Version: 13` when only the version is wrong).
+#[cfg(feature = "ws")]
+fn upgrade(req: &Request, reply: Reply) -> Reply {
+    if !matches!(reply.body, Body::WebSocket { .. }) {
+        return reply;
+    }
+    match crate::ws::check_upgrade(req) {
+        Ok(accept) => {
+            // The key is base64: ASCII.
+            let accept = core::str::from_utf8(&accept).unwrap_or("");
+            Reply {
+                status: Status::SwitchingProtocols,
+                content_type: "",
+                etag: None,
+                last_modified: None,
+                headers: "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                ..reply
+            }
+            .header("Sec-WebSocket-Accept", accept)
+        }
+        Err(why) => {
+            crate::logging::debug!(
+                "{}: not a valid WebSocket handshake, answered 400",
+                req.path
+            );
+            let reply = Reply::error(Status::BadRequest);
+            match why {
+                crate::ws::Refusal::Version => reply.with_headers("Sec-WebSocket-Version: 13\r\n"),
+                crate::ws::Refusal::BadRequest => reply,
+            }
+        }
+    }
 }
 
 /// `If-None-Match` (304), `Range` and `If-Range` (206, 416) on a 200 reply.
@@ -201,11 +238,14 @@ pub(crate) fn write_head<const H: usize>(
         && head.put(reply.headers)
         && head.put(&reply.dynamic)
         && (reply.status == Status::NotModified
+            || reply.status == Status::SwitchingProtocols
             || matches!(reply.body, Body::Stream { .. })
             || (head.put("Content-Length: ")
                 && head.bytes(http::decimal(length as u64, &mut [0; 20]))
                 && head.put("\r\n")))
         && head.put(match (keep_alive, version) {
+            // The upgrade's own `Connection: Upgrade` is in its headers.
+            _ if reply.status == Status::SwitchingProtocols => "",
             (false, _) => "Connection: close\r\n",
             (true, Version::V10) => "Connection: keep-alive\r\n",
             (true, _) => "",

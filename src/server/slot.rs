@@ -16,6 +16,9 @@ use crate::handler::{Body, Context, Reply, Router, Token};
 use crate::http::{self, Method, Parse, Request, Status, Version};
 use crate::json::Window;
 
+#[cfg(feature = "ws")]
+mod ws;
+
 /// While clients wait, a keep-alive connection idle this long is closed to make room. (A
 /// client reusing its connection sends its next request well within it.)
 const IDLE_GRACE: Duration = Duration::from_millis(200);
@@ -48,6 +51,13 @@ enum Sending {
         token: Token,
         last: Instant,
     },
+    /// A WebSocket of the handler of `route`, after its 101.
+    #[cfg(feature = "ws")]
+    WebSocket {
+        route: usize,
+        token: Token,
+        conn: ws::Conn,
+    },
 }
 
 /// The result of one step.
@@ -79,6 +89,8 @@ pub(crate) struct Cx<'c, 'a> {
     pub(crate) pressure: bool,
     /// Streams open now.
     pub(crate) streams: usize,
+    /// A WebSocket message was handed to a handler: streams may have news.
+    pub(crate) news: bool,
 }
 
 impl<'c> Cx<'c, '_> {
@@ -272,7 +284,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
 
     /// True while the slot sends an open-ended stream.
     pub(crate) fn is_streaming(&self) -> bool {
-        matches!(self.state, State::Send { .. }) && matches!(self.body, Sending::Stream { .. })
+        matches!(self.state, State::Send { .. }) && self.body.is_open_ended()
     }
 
     /// Makes room for a waiting client now.
@@ -299,6 +311,10 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 cx.stats.evicted_stream += 1;
                 self.log
                     .finish(self.peer_ep(), now, "stream closed for a waiting client");
+                #[cfg(feature = "ws")]
+                if matches!(self.body, Sending::WebSocket { .. }) {
+                    self.ws_going_away(socket, cx.router);
+                }
                 self.close(socket, now);
             }
             Evict::Idle => {
@@ -374,6 +390,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             // A stream wakes for its heartbeat; pending bytes meet the send deadline then.
             State::Send { .. } if self.is_streaming() => match self.body {
                 Sending::Stream { last, .. } => Some(last + config.stream_heartbeat),
+                #[cfg(feature = "ws")]
+                Sending::WebSocket { conn, .. } => Some(conn.deadline(config)),
                 _ => None,
             },
             State::Send { progress, .. } => Some(progress + config.send_timeout),
@@ -444,7 +462,14 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
     /// The server stops (see [`crate::Server::shutdown`]): no new connection on this slot, an
     /// open stream or an idle or unfinished request is closed now with a FIN, a response in
     /// flight finishes and then closes; past the grace, whatever is left is aborted.
-    pub(crate) fn stop(&mut self, socket: &mut tcp::Socket, now: Instant, past_grace: bool) {
+    pub(crate) fn stop(
+        &mut self,
+        socket: &mut tcp::Socket,
+        router: &mut Router,
+        now: Instant,
+        past_grace: bool,
+    ) {
+        let _ = &router;
         self.stopping = true;
         match self.state {
             State::Off | State::Reset { .. } => {}
@@ -454,6 +479,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             }
             _ if past_grace => {
                 self.log.finish(self.peer_ep(), now, "cut: server stopped");
+                #[cfg(feature = "ws")]
+                self.ws_abort(router);
                 self.relisten(socket, self.port, now);
             }
             State::Listen => {}
@@ -461,6 +488,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             State::Send { .. } if self.is_streaming() => {
                 self.log
                     .finish(self.peer_ep(), now, "stream closed: server stopping");
+                #[cfg(feature = "ws")]
+                self.ws_going_away(socket, router);
                 self.close(socket, now);
             }
             State::Send { progress, .. } => self.set_state(State::Send {
@@ -631,6 +660,10 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 return self.handle(socket, cx, before);
             }
             // Sending: push head and body into the socket as space allows.
+            #[cfg(feature = "ws")]
+            State::Send { .. } if matches!(self.body, Sending::WebSocket { .. }) => {
+                return self.ws_step(socket, cx);
+            }
             State::Send {
                 progress,
                 keep_alive,
@@ -794,7 +827,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             Outcome::Reply(answer, body_len) => (answer, body_len),
         };
         let mut answer = answer;
-        if matches!(answer.reply.body, Body::Stream { .. }) && req.method != Method::Head {
+        if answer.reply.body.is_open_ended() && req.method != Method::Head {
             if cx.streams >= cx.config.max_streams {
                 crate::logging::debug!(
                     "{}: {} streams open, answered 503",
@@ -806,7 +839,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 cx.streams += 1;
             }
         }
-        let stream = matches!(answer.reply.body, Body::Stream { .. });
+        let stream = answer.reply.body.is_open_ended();
         let consumed = req.head_len + body_len;
         let has_body = req.content_length.unwrap_or(0) > 0 || req.transfer_encoding;
         let body_read = body_len > 0;
@@ -836,21 +869,27 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         Step::Again
     }
 
-    /// Reads what fits into the request buffer; returns the byte count.
+    /// Reads what fits into the request buffer; returns the byte count. Twice at most: the
+    /// socket hands out the contiguous part of its ring at a time, and what waits past the
+    /// ring's end would otherwise stay unread until the next segment arrives.
     fn fill(&mut self, socket: &mut tcp::Socket) -> usize {
-        let room = self.buf.capacity() - self.buf.len();
-        if room == 0 || !socket.can_recv() {
-            return 0;
+        let mut total = 0;
+        for _ in 0..2 {
+            let room = self.buf.capacity() - self.buf.len();
+            if room == 0 || !socket.can_recv() {
+                break;
+            }
+            let buf = &mut self.buf;
+            total += socket
+                .recv(|data| {
+                    let n = data.len().min(room);
+                    // Cannot fail: n is at most the room left.
+                    let _ = buf.extend_from_slice(&data[..n]);
+                    (n, n)
+                })
+                .unwrap_or(0);
         }
-        let buf = &mut self.buf;
-        socket
-            .recv(|data| {
-                let n = data.len().min(room);
-                // Cannot fail: n is at most the room left.
-                let _ = buf.extend_from_slice(&data[..n]);
-                (n, n)
-            })
-            .unwrap_or(0)
+        total
     }
 
     /// Writes head, then body, as far as the socket takes them; returns the byte count.
@@ -915,6 +954,9 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 }
                 n
             }
+            // Frames go out in the WebSocket step.
+            #[cfg(feature = "ws")]
+            Sending::WebSocket { .. } => 0,
         };
         self.log.bytes += n;
         self.pushed += (total + n) as u64;
@@ -936,6 +978,8 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 Sending::Static { data, sent } => sent == data.len(),
                 Sending::Rendered { sent, len, .. } => sent == len,
                 Sending::Stream { .. } => false,
+                #[cfg(feature = "ws")]
+                Sending::WebSocket { .. } => false,
             }
     }
 
@@ -1010,6 +1054,12 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 route: answer.route,
                 token,
                 last: cx.now,
+            },
+            #[cfg(feature = "ws")]
+            Body::WebSocket { token } => Sending::WebSocket {
+                route: answer.route,
+                token,
+                conn: ws::Conn::new(cx.now),
             },
         };
         let stats = &mut *cx.stats;
@@ -1106,7 +1156,31 @@ impl Reply {
     fn body_bytes(&self) -> &'static [u8] {
         match self.body {
             Body::Static(data) => data,
-            Body::Rendered { .. } | Body::Stream { .. } => &[],
+            _ => &[],
+        }
+    }
+}
+
+impl Sending {
+    /// A body with no end: an event stream or a WebSocket.
+    fn is_open_ended(&self) -> bool {
+        match self {
+            Sending::Stream { .. } => true,
+            #[cfg(feature = "ws")]
+            Sending::WebSocket { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+impl Body {
+    /// A body with no end: an event stream or a WebSocket.
+    fn is_open_ended(&self) -> bool {
+        match self {
+            Body::Stream { .. } => true,
+            #[cfg(feature = "ws")]
+            Body::WebSocket { .. } => true,
+            _ => false,
         }
     }
 }

@@ -6,7 +6,14 @@
 //! printf 'hola\nchao\n' | chat 192.168.69.1 80   # posts each line read, then exits
 //! chat 192.168.69.1 80 --listen --for 5  # prints the messages there are and arrive in 5 s
 //! chat 192.168.69.1 80 --once            # prints all kept messages and exits
+//! chat 192.168.69.1 80 --ws --name ana   # the same chat over one WebSocket (/chat/ws)
 //! ```
+//!
+//! With `--ws` every mode but `--once` speaks to `GET /chat/ws` instead (tungstenite's client):
+//! messages arrive as text frames of their JSON, each line is posted as a
+//! `{"name":..,"text":..}` frame on the same connection, and a post the server cannot take
+//! comes back as `{"error":..,"status":N}`. A closed socket (the server made room, or
+//! restarted) is opened again a second later from the last id seen.
 //!
 //! It speaks the chat API of the server (`POST /chat` with a form body, `GET /chat?since=N`
 //! answered with JSON, and the `GET /chat/events` Server-Sent Events stream that `--listen`
@@ -107,13 +114,33 @@ struct Args {
     /// Report each successful post (with its id) on stderr
     #[arg(short, long)]
     verbose: bool,
+    /// Speak over one WebSocket (GET /chat/ws) instead of HTTP requests and the event stream
+    #[arg(long, conflicts_with = "once")]
+    ws: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let server = Server::new(&args.server, args.port);
     let name = args.name.clone().unwrap_or_else(default_name);
-    let ok = if args.once {
+    let ok = if args.ws {
+        let mode = if args.listen {
+            WsMode::Listen
+        } else if io::stdin().is_terminal() {
+            WsMode::Interactive
+        } else {
+            WsMode::Lines
+        };
+        let input = io::BufReader::new(io::stdin());
+        ws_chat(
+            &server,
+            &name,
+            mode,
+            until(args.for_secs),
+            args.verbose,
+            input,
+        )
+    } else if args.once {
         once(&server, &mut io::stdout(), &mut io::stderr())
     } else if args.listen {
         listen(
@@ -268,6 +295,251 @@ fn lines(input: impl BufRead) -> impl Iterator<Item = String> {
         }
         String::from_utf8_lossy(&l).into_owned()
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// --ws: the chat over one WebSocket.
+
+/// What `--ws` does with the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WsMode {
+    /// `--listen`: print every message, post nothing.
+    Listen,
+    /// stdin is a terminal: print every message, post each line typed.
+    Interactive,
+    /// stdin is not a terminal: post each line, wait until each came back (or was refused),
+    /// print nothing but errors.
+    Lines,
+}
+
+/// How long one read of the socket waits before the client looks at its input again.
+const WS_TICK: Duration = Duration::from_millis(100);
+
+/// What came in on the socket: a message, a gap, or the server's refusal of a post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WsIn {
+    Message(Message),
+    Gap(u64, u64),
+    Refused(String),
+}
+
+/// A text frame of `/chat/ws`.
+fn parse_ws(text: &str) -> Result<WsIn, String> {
+    #[derive(serde::Deserialize)]
+    struct Gap {
+        from: u64,
+        to: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Frame {
+        gap: Option<Gap>,
+        error: Option<String>,
+        status: Option<u16>,
+    }
+    let f: Frame = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if let Some(e) = f.error {
+        let status = f.status.map(|s| format!(" ({s})")).unwrap_or_default();
+        return Ok(WsIn::Refused(format!("{}{status}", sanitize(&e))));
+    }
+    if let Some(g) = f.gap {
+        return Ok(WsIn::Gap(g.from, g.to));
+    }
+    serde_json::from_str(text)
+        .map(WsIn::Message)
+        .map_err(|e| e.to_string())
+}
+
+/// `--ws`: the chat over `GET /chat/ws` until the input ends (and, for piped lines, every post
+/// came back), `end` passes, or the server cannot be reached. True when all went well.
+fn ws_chat(
+    server: &Server,
+    name: &str,
+    mode: WsMode,
+    end: Option<Instant>,
+    verbose: bool,
+    input: impl BufRead + Send + 'static,
+) -> bool {
+    use std::collections::VecDeque;
+    use std::sync::mpsc;
+
+    let (lines_tx, lines_rx) = mpsc::channel::<String>();
+    if mode != WsMode::Listen {
+        thread::spawn(move || {
+            for line in lines(input) {
+                if !line.trim().is_empty() && lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    } else {
+        drop(lines_tx);
+    }
+    let mut since = 0;
+    let mut shown_restart = false;
+    let mut ok = true;
+    let mut input_done = mode == WsMode::Listen;
+    // Posts sent and not yet back, in order.
+    let mut pending: VecDeque<String> = VecDeque::new();
+    let mut last_progress = Instant::now();
+    let mut connected_once = false;
+    loop {
+        if past(end) {
+            return ok && connected_once;
+        }
+        let mut ws = match ws_connect(server, since) {
+            Ok(ws) => ws,
+            Err(e) => {
+                eprintln!("chat: {e}");
+                if !connected_once || mode == WsMode::Lines {
+                    return false;
+                }
+                pause(Duration::from_secs(1), end);
+                continue;
+            }
+        };
+        if !connected_once && mode == WsMode::Interactive {
+            eprintln!(
+                "chat: connected to {} over WebSocket as {}; type a message and press Enter, Ctrl-D to quit",
+                server.authority(),
+                sanitize(name)
+            );
+        }
+        connected_once = true;
+        let closed = loop {
+            if past(end) {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+                return ok;
+            }
+            loop {
+                match lines_rx.try_recv() {
+                    Ok(line) => {
+                        let body = serde_json::json!({ "name": name, "text": line }).to_string();
+                        if let Err(e) = ws.send(tungstenite::Message::text(body)) {
+                            eprintln!("chat: could not send: {e}");
+                            ok = false;
+                        } else {
+                            pending.push_back(line);
+                        }
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        input_done = true;
+                        break;
+                    }
+                }
+            }
+            if input_done && mode != WsMode::Listen && pending.is_empty() {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+                return ok;
+            }
+            if !pending.is_empty() && last_progress.elapsed() > REQUEST_TIMEOUT {
+                eprintln!(
+                    "chat: {} posts not answered in {} s",
+                    pending.len(),
+                    REQUEST_TIMEOUT.as_secs()
+                );
+                return false;
+            }
+            if pending.is_empty() {
+                last_progress = Instant::now();
+            }
+            match ws.read() {
+                Ok(tungstenite::Message::Text(t)) => match parse_ws(t.as_str()) {
+                    Ok(WsIn::Message(m)) => {
+                        if m.id <= since && since > 0 && !shown_restart {
+                            eprintln!("chat: the server was restarted; showing its messages from the start");
+                            shown_restart = true;
+                        }
+                        since = m.id;
+                        let mine = m.name == name && pending.front() == Some(&m.text);
+                        if mine {
+                            pending.pop_front();
+                            last_progress = Instant::now();
+                            if verbose {
+                                eprintln!("chat: posted message {}", m.id);
+                            }
+                        }
+                        if mode != WsMode::Lines {
+                            println!("{}", format_message(&m));
+                        }
+                    }
+                    Ok(WsIn::Gap(from, to)) => {
+                        if mode != WsMode::Lines {
+                            println!("(messages {from} to {to} were dropped)");
+                        }
+                    }
+                    Ok(WsIn::Refused(why)) => {
+                        eprintln!("chat: the server refused the message: {why}");
+                        pending.pop_front();
+                        last_progress = Instant::now();
+                        ok = false;
+                    }
+                    Err(e) => eprintln!("chat: {}", bad_reply(&e)),
+                },
+                Ok(tungstenite::Message::Close(frame)) => {
+                    break frame.map(|f| u16::from(f.code));
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    break None;
+                }
+                Err(e) => {
+                    eprintln!("chat: WebSocket: {e}");
+                    break None;
+                }
+            }
+        };
+        // Answer the close, then open again from the last id.
+        let _ = ws.flush();
+        if !pending.is_empty() {
+            eprintln!(
+                "chat: the connection closed{} with {} posts not answered",
+                closed.map(|c| format!(" ({c})")).unwrap_or_default(),
+                pending.len()
+            );
+            pending.clear();
+            ok = false;
+        }
+        if input_done && mode != WsMode::Listen {
+            return ok;
+        }
+        pause(Duration::from_secs(1), end);
+    }
+}
+
+/// Opens `/chat/ws?since=N`: connect and handshake within the request deadline, then reads wait
+/// at most [`WS_TICK`].
+fn ws_connect(server: &Server, since: u64) -> Result<tungstenite::WebSocket<TcpStream>, String> {
+    let addr = (server.host.as_str(), server.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", server.host))?
+        .next()
+        .ok_or_else(|| format!("{} has no address", server.host))?;
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| {
+        format!(
+            "cannot connect to {}: {} ({HINT})",
+            server.authority(),
+            io_reason(&e)
+        )
+    })?;
+    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+    let url = format!("ws://{}/chat/ws?since={since}", server.authority());
+    let (ws, _) = tungstenite::client(url.as_str(), stream).map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp)) => {
+            format!("{url}: the server answered {}", resp.status())
+        }
+        e => format!("{url}: {e}"),
+    })?;
+    let _ = ws.get_ref().set_read_timeout(Some(WS_TICK));
+    Ok(ws)
 }
 
 /// How a try at the event stream ended.
@@ -1196,6 +1468,93 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
+
+    /// A `/chat/ws` of tungstenite's server side: answers the first post with an error frame,
+    /// each later one with the message it makes (id counting from 7), after a backlog message
+    /// and a gap; returns the request path and what it received.
+    fn fake_ws(listener: TcpListener) -> thread::JoinHandle<(String, Vec<String>)> {
+        thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let path = Arc::new(Mutex::new(String::new()));
+            let seen = path.clone();
+            let cb = move |req: &tungstenite::handshake::server::Request,
+                           resp: tungstenite::handshake::server::Response| {
+                *seen.lock().unwrap() = req.uri().to_string();
+                Ok(resp)
+            };
+            let mut ws = tungstenite::accept_hdr(stream, cb).unwrap();
+            let send = |ws: &mut tungstenite::WebSocket<TcpStream>, s: &str| {
+                ws.send(tungstenite::Message::text(s)).unwrap();
+            };
+            send(&mut ws, r#"{"id":5,"name":"old","text":"backlog"}"#);
+            send(&mut ws, r#"{"gap":{"from":1,"to":4}}"#);
+            let mut got = Vec::new();
+            let mut id = 7;
+            loop {
+                match ws.read() {
+                    Ok(tungstenite::Message::Text(t)) => {
+                        let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                        got.push(t.as_str().to_owned());
+                        if got.len() == 1 {
+                            send(&mut ws, r#"{"error":"name or text too long","status":413}"#);
+                        } else {
+                            let m =
+                                serde_json::json!({"id": id, "name": v["name"], "text": v["text"]});
+                            send(&mut ws, &m.to_string());
+                            id += 1;
+                        }
+                    }
+                    Ok(tungstenite::Message::Close(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            let p = path.lock().unwrap().clone();
+            (p, got)
+        })
+    }
+
+    #[test]
+    fn ws_posts_each_line_as_json_and_waits_for_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server_thread = fake_ws(listener);
+        let server = Server::new("127.0.0.1", port);
+        let input = io::Cursor::new(&b"too long\nhola \"ws\"\n\nchao\n"[..]);
+        let ok = ws_chat(&server, "ana", WsMode::Lines, until(Some(10)), false, input);
+        // The refused first post makes the run fail; the others came back.
+        assert!(!ok);
+        let (path, got) = server_thread.join().unwrap();
+        assert_eq!(path, "/chat/ws?since=0");
+        assert_eq!(
+            got,
+            [
+                r#"{"name":"ana","text":"too long"}"#,
+                r#"{"name":"ana","text":"hola \"ws\""}"#,
+                r#"{"name":"ana","text":"chao"}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn ws_frames_parse() {
+        assert_eq!(
+            parse_ws(r#"{"id":3,"name":"a","text":"b"}"#),
+            Ok(WsIn::Message(Message {
+                id: 3,
+                name: "a".into(),
+                text: "b".into()
+            }))
+        );
+        assert_eq!(
+            parse_ws(r#"{"gap":{"from":1,"to":2}}"#),
+            Ok(WsIn::Gap(1, 2))
+        );
+        assert_eq!(
+            parse_ws(r#"{"error":"bad\u001b[2J","status":400}"#),
+            Ok(WsIn::Refused("bad\u{FFFD}[2J (400)".into()))
+        );
+        assert!(parse_ws("nope").is_err());
+    }
 
     fn resp(status: u16, reason: &str, body: &str) -> Response {
         Response {

@@ -155,3 +155,52 @@ pub fn sim() -> Sim {
     routes.extend(site_routes::<SLOTS>());
     Sim::with_routes(0, 0, 0, Config::new(), routes)
 }
+
+/// `GET /ws/echo`: a WebSocket that greets with `hello`, sends every message back as it came,
+/// refuses the `Origin` `http://evil.example` (403), and notes each close code in `closes`.
+pub struct WsEcho {
+    pub closes: std::rc::Rc<std::cell::RefCell<Vec<u16>>>,
+}
+
+impl Handler for WsEcho {
+    fn handle(&mut self, req: &Request, _: &Context) -> Result<Reply, Error> {
+        if req.header("origin") == Some(&b"http://evil.example"[..]) {
+            return Ok(Reply::error(Status::Forbidden));
+        }
+        Ok(Reply::websocket([7, 0, 0, 0]))
+    }
+
+    fn ws_open(&mut self, token: &mut Token, tx: &mut smolhttpd::ws::Sender) {
+        assert_eq!(token[0], 7);
+        tx.text("hello").unwrap();
+    }
+
+    fn ws_message(
+        &mut self,
+        token: &mut Token,
+        msg: smolhttpd::ws::Message,
+        tx: &mut smolhttpd::ws::Sender,
+    ) {
+        token[1] += 1;
+        tx.send(msg).unwrap();
+    }
+
+    fn ws_close(&mut self, _: Token, code: u16) {
+        // Capacity reserved up front: no allocation while serving.
+        self.closes.borrow_mut().push(code);
+    }
+}
+
+/// The binary's site with `/ws/echo` in front; the close codes its handler saw.
+pub fn ws_sim(config: Config) -> (Sim, std::rc::Rc<std::cell::RefCell<Vec<u16>>>) {
+    let closes = std::rc::Rc::new(std::cell::RefCell::new(Vec::with_capacity(256)));
+    let mut routes = vec![Route::exact(
+        Methods::GET,
+        "/ws/echo",
+        leak_handler(WsEcho {
+            closes: closes.clone(),
+        }),
+    )];
+    routes.extend(site_routes::<SLOTS>());
+    (Sim::with_routes(0, 0, 0, config, routes), closes)
+}

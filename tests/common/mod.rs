@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod handlers;
+pub mod ws;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -660,6 +661,17 @@ impl<const N: usize, const REQ: usize, const HEAD: usize> Sim<N, REQ, HEAD> {
     /// One round at the current time: the server polls once, then the clients.
     pub fn step_once(&mut self) {
         self.step();
+    }
+
+    /// Queues more bytes for client connection `i` to send (a WebSocket frame, say), after
+    /// what it was given so far.
+    pub fn send(&mut self, i: usize, bytes: &[u8]) {
+        self.conns[i].request.extend_from_slice(bytes);
+    }
+
+    /// Client connection `i` stops or resumes reading.
+    pub fn set_no_read(&mut self, i: usize, no_read: bool) {
+        self.conns[i].no_read = no_read;
     }
 
     /// Closes client connection `i` from the client's side (FIN), as a listener that leaves.
