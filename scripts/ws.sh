@@ -27,8 +27,8 @@
 #   echo        examples/echo.rs: 1,000 messages each way, text and binary up to 1,800 bytes,
 #               fragmented and not, byte-exact (python); 64-byte messages 32 in flight for
 #               3 x 2 s with no reply late (10 s); wscat's text echoed
-#   firmware    the mps2-an386 firmware built with the library's `ws` feature (cargo
-#               --features smolhttpd/ws; firmware/ itself is not changed), booted in QEMU on the
+#   firmware    the mps2-an386 firmware (its chat has /chat/ws: it builds the library with `ws`;
+#               own target dir, so firmware-test.sh's builds are not disturbed), booted in QEMU on the
 #               same tap: 200 chat posts each way over /chat/ws with Python's websockets, and
 #               Chromium's chat page over WebSocket from the board (WS_SKIP_FIRMWARE=1 skips)
 #   Last: no panic in the logs.
