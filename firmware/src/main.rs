@@ -1,7 +1,8 @@
 //! smolhttpd as firmware: the library's server, chat (over HTTP, its event stream and
 //! WebSocket) and `/status` on QEMU's `mps2-an386` board (Cortex-M4, LAN9118 Ethernet) or
-//! `lm3s6965evb` (Cortex-M3, Stellaris MAC; see `bsp`), using only the crate's public API, as a user's firmware would. No heap (no
-//! allocator is linked), no std; all storage is in statics.
+//! `lm3s6965evb` (Cortex-M3, Stellaris MAC; see `bsp`), using only the crate's public API, as
+//! a user's firmware would. No heap (no allocator is linked), no std; all storage is in
+//! statics.
 //!
 //! The address comes from DHCP when a server answers within 3 s, else it is the static
 //! `192.168.69.1/24` with gateway `192.168.69.100` (the defaults of `scripts/tap-up.sh`).
