@@ -98,8 +98,12 @@ pub fn check_upgrade(req: &Request<'_>) -> Result<[u8; ACCEPT_LEN], Refusal> {
             crate::http::tokens(v).any(|t| crate::http::trim(t).eq_ignore_ascii_case(token))
         })
     };
+    // A body (RFC 6455 4.1 has none) would be parsed as frames here, and as a body by any
+    // proxy on the way: the two must not disagree, so it is refused.
+    let body = req.transfer_encoding || req.content_length.is_some_and(|n| n > 0);
     if req.method != crate::http::Method::Get
         || req.version != crate::http::Version::V11
+        || body
         || !has_token("upgrade", b"websocket")
         || !has_token("connection", b"upgrade")
     {

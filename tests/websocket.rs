@@ -79,6 +79,10 @@ fn the_handshake_rows() {
             "HTTP/1.0",
             format!("GET /ws/echo HTTP/1.0\r\n{up}{good}{key}\r\n"),
         ),
+        (
+            "a body (it would be read as frames here and as a body by a proxy)",
+            format!("{base}{up}{good}{key}Content-Length: 6\r\n\r\nhello!"),
+        ),
     ] {
         let r = row(&mut sim, req);
         assert_eq!(r.status, 400, "{what}");
@@ -272,7 +276,21 @@ fn every_close_code() {
             },
             1009,
         ),
+        ("close code 1006 (never sent)", close(1006), 1002),
+        ("close code 1015 (never sent)", close(1015), 1002),
+        ("close code 999", close(999), 1002),
+        (
+            "a top bit in a 64-bit length",
+            {
+                let mut f = vec![0x82, 0xff];
+                f.extend((1u64 << 63).to_be_bytes());
+                f.extend([1, 2, 3, 4]);
+                f
+            },
+            1002,
+        ),
         ("client going away", close(1001), 1001),
+        ("service restart (IANA 1012)", close(1012), 1012),
         ("client done", close(1000), 1000),
         ("private code", close(4000), 4000),
     ];
@@ -643,4 +661,43 @@ fn frames_across_the_receive_ring_end_are_not_left_waiting() {
         let echoed = got(&sim, i).iter().filter(|f| f.2 == msg).count();
         assert_eq!(echoed, n, "{size}-byte messages");
     }
+}
+
+#[test]
+fn a_socket_that_reads_nothing_but_sends_pongs_still_meets_the_send_deadline() {
+    // The deaf peer keeps its side talking (a pong every 2 s, which needs no room to answer)
+    // while its window stays shut: bytes read are not progress, so the 10 s deadline holds.
+    let mut sim: Sim = Sim::new();
+    let deaf = sim.open(
+        &upgrade("/chat/ws", ""),
+        Opts {
+            rx_buffer: Some(1024),
+            ..Opts::default()
+        },
+    );
+    let poster = sim.open(&upgrade("/chat/ws", ""), Opts::default());
+    sim.advance(Duration::from_millis(100));
+    sim.set_no_read(deaf, true);
+    let body = "x".repeat(200);
+    for n in 0..40 {
+        sim.send(
+            poster,
+            &text(&format!(r#"{{"name":"p","text":"{n} {body}"}}"#)),
+        );
+        sim.advance(Duration::from_millis(20));
+    }
+    let stalled_at = sim.now;
+    let mut cut_at = None;
+    for _ in 0..10 {
+        sim.send(deaf, &frame(true, ws::PONG, b"", MASK));
+        sim.advance(Duration::from_secs(2));
+        if cut_at.is_none() && sim.conns[deaf].ended {
+            cut_at = Some(sim.now);
+        }
+    }
+    let cut_at = cut_at.expect("the deaf socket was never cut");
+    let took = (cut_at - stalled_at).total_millis();
+    assert!(took <= 12_100, "cut {took} ms after its window shut");
+    assert!(!sim.conns[poster].ended);
+    assert_eq!(sim.server.stats().timeouts, 1);
 }

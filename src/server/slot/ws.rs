@@ -78,9 +78,10 @@ fn cut<const REQ: usize>(buf: &mut heapless::Vec<u8, REQ>, from: usize, to: usiz
     buf.truncate(len - (to - from));
 }
 
-/// A close code a peer may send (RFC 6455 7.4).
+/// A close code a peer may send (RFC 6455 7.4, and IANA's registry: 1012-1014 are defined;
+/// 1004-1006 and 1015 must never be sent).
 fn valid_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
@@ -104,6 +105,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             return Step::Wait(true);
         }
         let mut moved = 0;
+        let mut read = 0;
         // The 101's head first.
         if self.out_sent < self.out.len() {
             let n = socket.send_slice(&self.out[self.out_sent..]).unwrap_or(0);
@@ -122,7 +124,10 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                 }
                 moved += tx.sent;
             }
-            moved += self.fill(socket);
+            // Bytes read are activity, not progress: only what goes into the socket or leaves
+            // its queue keeps the send deadline away (a peer that reads nothing but sends
+            // pongs must still meet it).
+            read = self.fill(socket);
             for _ in 0..FRAMES_PER_STEP {
                 match self.ws_frame(socket, cx, route, &mut token, &mut conn, &mut moved) {
                     Frame::Done => consumed = true,
@@ -182,7 +187,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             // Read on now rather than at the next segment or ACK, which may be far off.
             return Step::Again;
         }
-        Step::Wait(moved > 0)
+        Step::Wait(moved + read > 0)
     }
 
     /// Parses and acts on the frame at the start of the unparsed bytes.
