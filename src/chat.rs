@@ -19,6 +19,12 @@ pub const MAX_NAME: usize = 32;
 pub const MAX_TEXT: usize = 256;
 /// Longest form body accepted: both fields fully percent-encoded, plus the keys.
 pub const MAX_FORM: usize = 3 * (MAX_NAME + MAX_TEXT) + 32;
+/// Longest message as JSON (`{"id":..,"name":..,"text":..}`, escapes included): with the event
+/// stream's `id:`/`data:` lines or a WebSocket frame header around it, every message fits the
+/// smallest send buffer the server takes (1 KiB), so no listener can be stalled by one that
+/// never fits. Text of `<`, `>`, `&` or control characters grows six-fold when escaped: a post
+/// whose JSON would be longer is refused as too long (413).
+pub const MAX_JSON: usize = 1024 - 64;
 /// The name used when a post has none.
 pub const ANONYMOUS: &str = "anon";
 
@@ -127,6 +133,11 @@ impl<const M: usize> Chat<M> {
         };
         msg.name.push_str(name).map_err(|_| PostError::TooLong)?;
         msg.text.push_str(text).map_err(|_| PostError::TooLong)?;
+        let mut json = Counter(0);
+        let _ = msg.write_json(&mut json);
+        if json.0 > MAX_JSON {
+            return Err(PostError::TooLong);
+        }
         if self.ring.is_full() {
             self.ring.pop_front();
         }
@@ -932,6 +943,36 @@ mod tests {
         assert_eq!(parse_since(Some("since=")), None);
         assert_eq!(parse_since(Some("since=99999999999")), Some(99_999_999_999));
         assert_eq!(parse_since(Some("since=18446744073709551616")), None);
+    }
+
+    #[test]
+    fn every_kept_message_fits_the_smallest_send_buffer() {
+        // 256 bytes of '<' would be 1,536 bytes of JSON: refused, as is a text of control
+        // characters; the longest text of '<' that is kept still goes out whole through a
+        // 1 KiB send buffer, on the event stream and on a WebSocket.
+        let mut room: ChatRoom = ChatRoom::new();
+        let lt = |n: usize| "<".repeat(n);
+        assert_eq!(room.push("ana", &lt(256)), Err(PostError::TooLong));
+        assert_eq!(
+            room.push("ana", &"\u{1}".repeat(200)),
+            Err(PostError::TooLong)
+        );
+        let longest = (1..=256).rev().find(|&n| room.push("ana", &lt(n)).is_ok());
+        let n = longest.expect("some text of '<' is kept");
+        assert!(n >= 140, "only {n} '<' kept");
+        assert_eq!(room.push("ana", &lt(n + 1)), Err(PostError::TooLong));
+        let mut out = [0u8; 1024];
+        let mut token = [STREAM, 0, 0, 0];
+        let got = room.stream(&mut token, &mut out, false);
+        assert!(got > 6 * n, "the event did not fit 1 KiB: {got} bytes");
+        #[cfg(feature = "ws")]
+        {
+            let mut token = [WS, 0, 0, 0];
+            let got = room.stream(&mut token, &mut out, false);
+            assert!(got > 6 * n, "the frame did not fit 1 KiB: {got} bytes");
+        }
+        // Ordinary text of 256 bytes is kept as ever.
+        assert!(room.push("ana", &"a".repeat(256)).is_ok());
     }
 
     /// The stream's bytes for a listener resuming from `since`, in one go.
