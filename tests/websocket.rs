@@ -701,3 +701,25 @@ fn a_socket_that_reads_nothing_but_sends_pongs_still_meets_the_send_deadline() {
     assert!(!sim.conns[poster].ended);
     assert_eq!(sim.server.stats().timeouts, 1);
 }
+
+#[test]
+fn a_burst_of_many_control_frames_is_read_through_at_once() {
+    // 200 empty pongs (more than a step's 64 frames, none needing an answer) and a message
+    // behind them, in one segment: the message is echoed at once, not at the next heartbeat.
+    let (mut sim, _) = ws_sim(Config::new());
+    let i = open_echo(&mut sim);
+    let mut burst = Vec::new();
+    for _ in 0..200 {
+        burst.extend(frame(true, ws::PONG, b"", MASK));
+    }
+    burst.extend(text("after the pongs"));
+    assert!(burst.len() < 1400, "one segment");
+    sim.send(i, &burst);
+    sim.advance(Duration::from_millis(100));
+    let f = got(&sim, i);
+    assert_eq!(
+        f.last().map(|f| (f.1, f.2.clone())),
+        Some((ws::TEXT, b"after the pongs".to_vec())),
+        "{f:?}"
+    );
+}

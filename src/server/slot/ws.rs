@@ -106,6 +106,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
         }
         let mut moved = 0;
         let mut read = 0;
+        let mut capped = false;
         // The 101's head first.
         if self.out_sent < self.out.len() {
             let n = socket.send_slice(&self.out[self.out_sent..]).unwrap_or(0);
@@ -128,12 +129,19 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             // its queue keeps the send deadline away (a peer that reads nothing but sends
             // pongs must still meet it).
             read = self.fill(socket);
+            // Whole frames may remain in the buffer after the cap: step again (bounded by
+            // the server's steps per poll) rather than wait for a segment that may not come.
+            capped = true;
             for _ in 0..FRAMES_PER_STEP {
                 match self.ws_frame(socket, cx, route, &mut token, &mut conn, &mut moved) {
                     Frame::Done => consumed = true,
-                    Frame::Wait => break,
+                    Frame::Wait => {
+                        capped = false;
+                        break;
+                    }
                     Frame::End(code) => {
                         end = Some(code);
+                        capped = false;
                         break;
                     }
                 }
@@ -183,7 +191,7 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             return Step::Wait(true);
         }
         self.body = Sending::WebSocket { route, token, conn };
-        if consumed && socket.can_recv() {
+        if consumed && (socket.can_recv() || capped) {
             // Read on now rather than at the next segment or ACK, which may be far off.
             return Step::Again;
         }
