@@ -723,3 +723,43 @@ fn a_burst_of_many_control_frames_is_read_through_at_once() {
         "{f:?}"
     );
 }
+
+#[test]
+fn frames_whole_before_the_peers_fin_are_still_answered() {
+    // The peer sends messages faster than it reads, then a close frame and its FIN: the
+    // messages waiting for room are echoed and the close answered once it reads again, rather
+    // than everything dropped as "ended without a close frame" (1006).
+    let (mut sim, closes) = ws_sim(Config::new());
+    let i = sim.open(
+        &upgrade("/ws/echo", ""),
+        Opts {
+            rx_buffer: Some(4096),
+            ..Opts::default()
+        },
+    );
+    sim.advance(Duration::from_millis(50));
+    sim.set_no_read(i, true);
+    let msg = vec![b'z'; 1000];
+    for _ in 0..24 {
+        sim.send(i, &frame(true, ws::BINARY, &msg, MASK));
+    }
+    sim.send(i, &close(1000));
+    sim.advance(Duration::from_millis(500));
+    sim.close_client(i);
+    sim.advance(Duration::from_millis(500));
+    sim.set_no_read(i, false);
+    sim.advance(Duration::from_secs(8));
+    let f = got(&sim, i);
+    let echoed = f.iter().filter(|f| f.1 == ws::BINARY).count();
+    assert_eq!(
+        echoed,
+        24,
+        "{} frames, last {:?}, states {:?}, closes {:?}",
+        f.len(),
+        f.last().map(|f| (f.1, f.2.len())),
+        sim.server.slot_states(),
+        closes.borrow()
+    );
+    assert_eq!(closed_with(&sim, i), 1000);
+    assert_eq!(*closes.borrow(), [1000]);
+}

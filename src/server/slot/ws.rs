@@ -146,8 +146,9 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
                     }
                 }
             }
-            if end.is_none() && peer_closed(socket) {
-                // The peer's FIN without a close frame.
+            if end.is_none() && peer_closed(socket) && !self.ws_frame_waits(&conn) {
+                // The peer's FIN without a close frame (one already whole in the buffer, and
+                // waiting for room to answer, is still acted on: the send deadline bounds it).
                 self.ws_end(cx.router, route, token, &mut conn, close::ABNORMAL);
                 self.log
                     .finish(self.peer_ep(), now, "ended without a close frame");
@@ -196,6 +197,15 @@ impl<const REQ: usize, const HEAD: usize> Slot<REQ, HEAD> {
             return Step::Again;
         }
         Step::Wait(moved + read > 0)
+    }
+
+    /// A whole frame is in the buffer, waiting for room in the socket.
+    fn ws_frame_waits(&self, conn: &Conn) -> bool {
+        let at = conn.assembled as usize;
+        match ws::parse_header(&self.buf[at..]) {
+            Ok(Some(h)) => (self.buf.len() - at) as u64 >= h.header_len as u64 + h.len,
+            _ => false,
+        }
     }
 
     /// Parses and acts on the frame at the start of the unparsed bytes.
