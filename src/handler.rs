@@ -135,7 +135,9 @@ impl Reply {
     /// Accepts a WebSocket upgrade with `token` (the connection's note, given back to
     /// [`Handler::ws_open`], [`Handler::ws_message`] and [`Handler::stream`]). The server
     /// turns it into `101 Switching Protocols`, or 400 when the request is not a valid
-    /// handshake.
+    /// handshake (503 when `Config::max_streams` are open): keep per-connection state from
+    /// `ws_open` on, not from `handle`, since a refused upgrade gets no `ws_open` or
+    /// `ws_close`.
     #[cfg(feature = "ws")]
     pub const fn websocket(token: Token) -> Reply {
         Reply::new(Status::SwitchingProtocols, "", Body::WebSocket { token })
