@@ -201,16 +201,26 @@ make_ns "$M3" || die "ip netns add $M3 failed"
     ip -n "$M3" addr add 192.168.69.150/24 dev eth0 && ip -n "$M3" link set eth0 up &&
     ip -n "$M3" route add 224.0.0.0/4 dev eth0
 } || die "the LAN machine $M3 failed"
-resolve() { # NAME [NS ADDR]: the address python-zeroconf resolves NAME.local to, from NS
-  ip netns exec "${2:-$NM}" timeout 15 python3 - "$1" "${3:-192.168.69.100}" <<'PY'
+resolve() { # NAME [NS ADDR]: the addresses python-zeroconf resolves NAME.local to (A, then
+  # AAAA, each asked for on its own: one answer need not carry both), from NS
+  ip netns exec "${2:-$NM}" timeout 20 python3 - "$1" "${3:-192.168.69.100}" <<'PY'
 import sys
-from zeroconf import AddressResolver, Zeroconf
+from zeroconf import AddressResolverIPv4, AddressResolverIPv6, Zeroconf
 zc = Zeroconf(interfaces=[sys.argv[2]])
-r = AddressResolver(sys.argv[1] + ".local.")
-r.request(zc, 4000)
-print(" ".join(r.parsed_addresses()))
+found = []
+for kind in (AddressResolverIPv4, AddressResolverIPv6):
+    r = kind(sys.argv[1] + ".local.")
+    r.request(zc, 4000)
+    found += r.parsed_addresses()
+print(" ".join(dict.fromkeys(found)))
 zc.close()
 PY
+}
+# has_all "ADDRS" ADDR...: every ADDR is one of the space-separated ADDRS (any order).
+has_all() {
+  local got=" $1 " a
+  shift
+  for a in "$@"; do [[ $got == *" $a "* ]] || { echo "'$a' is not among '${got# }'"; return 1; }; done
 }
 t_name() {
   python3 -c 'import zeroconf' 2>/dev/null || { echo "python-zeroconf missing (pip install zeroconf)"; return 77; }
@@ -222,22 +232,24 @@ t_name() {
   local got
   got=$(resolve smolhttpd)
   echo "info: python-zeroconf on the tap's host side resolved smolhttpd.local to '$got'"
-  [ "$got" = 192.168.69.1 ] || return 1
-  ns_curl "$NM" -o /dev/null "http://$got/index.html" || return 1
+  # A and AAAA: IPv4, the unique local IPv6 address and the link-local one.
+  has_all "$got" 192.168.69.1 fd69::1 fe80::ff:fe00:1 || return 1
+  ns_curl "$NM" -o /dev/null "http://192.168.69.1/index.html" || return 1
   got=$(resolve smolhttpd "$M3" 192.168.69.150)
   echo "info: python-zeroconf on another machine of the bridged LAN resolved it to '$got'"
-  [ "$got" = 192.168.69.1 ] && ns_curl "$M3" -o /dev/null "http://$got/index.html"
+  has_all "$got" 192.168.69.1 fd69::1 && ns_curl "$M3" -o /dev/null "http://192.168.69.1/index.html"
 }
 t_conflict() {
   python3 -c 'import zeroconf' 2>/dev/null || { echo "python-zeroconf missing"; return 77; }
   local log2=$OUT/server-mdns-2.log got i
-  RUST_LOG=info ip netns exec "$NM" "$BIN" --tap tap1 --ip 192.168.69.2/24 --mac 02:00:00:00:00:02 >"$log2" 2>&1 &
+  RUST_LOG=info ip netns exec "$NM" "$BIN" --tap tap1 --ip 192.168.69.2/24 --ip6 fd69::2/64 --mac 02:00:00:00:00:02 >"$log2" 2>&1 &
   PIDS+=($!)
   for i in $(seq 1 50); do grep -q 'now answering as smolhttpd-2.local' "$log2" && break; sleep 0.1; done
   grep -m1 'now answering as' "$log2" | sed 's/^\[[^]]*\] */info: /'
   got=$(resolve smolhttpd-2)
   echo "info: python-zeroconf resolved smolhttpd-2.local to '$got'; smolhttpd.local to '$(resolve smolhttpd)'"
-  [ "$got" = 192.168.69.2 ]
+  has_all "$got" 192.168.69.2 fd69::2 fe80::ff:fe00:2 || return 1
+  ! has_all "$got" 192.168.69.1 >/dev/null || { echo "the first server's address is among them"; return 1; }
 }
 check_here "smolhttpd.local resolves (python-zeroconf) to the server, which serves there" t_name
 check_here "a second server on the link becomes smolhttpd-2.local" t_conflict
