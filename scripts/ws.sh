@@ -257,8 +257,8 @@ if [ "${WS_SKIP_FIRMWARE:-0}" != 1 ]; then
   FW_ELF=$ROOT/$FW_ELF
   if ! command -v qemu-system-arm >/dev/null; then
     report "firmware: qemu-system-arm" 1 "could not install qemu-system-arm"
-  elif ! (cd firmware && CARGO_TARGET_DIR=$ROOT/target/ws-firmware cargo build --release -q --features smolhttpd/ws); then
-    report "firmware: builds with --features smolhttpd/ws" 1 "cargo build failed"
+  elif ! (cd firmware && CARGO_TARGET_DIR=$ROOT/target/ws-firmware cargo build --release -q); then
+    report "firmware: builds (its default features include ws)" 1 "cargo build failed"
   else
     LOG=$OUT/firmware-uart.log
     ip netns exec "$NS" timeout -k 5 300 qemu-system-arm -M mps2-an386 -nographic -no-reboot \
