@@ -11,9 +11,8 @@
 # leaves it):
 #   - flash (text + rodata + data) and RAM (data + bss) for a one-file image: RAM <= 96 KB;
 #     flash <= 100 KB without IPv6 and WebSocket (the goal is 64 KB: not reached yet, see the
-#     README's Firmware section; 97.8 KB before the IPv6/WebSocket work, 98.5 KB after, whose
-#     IPv4-only remainder is the chat's JSON bound and the slot's zero-valued peer), <= 176 KB
-#     with both; and no allocator linked; the sizes of
+#     README's Firmware section; 97.8 KB before the IPv6/WebSocket work, 98.5 KB after it),
+#     <= 176 KB with both; and no allocator linked; the sizes of
 #     both boards' builds with and without IPv6 (feature `ipv6`, on in every other build here;
 #     `ws` on in all of them);
 #   - boot with no DHCP server and no router: the static 192.168.69.1 after 3 s; every file
