@@ -96,15 +96,9 @@ fn main() {
     let mut iface = Interface::new(IfaceConfig::new(mac.into()), &mut dev, clock.now());
     // The binary's addresses: 192.168.69.1/24, fd69::1/64 and the link-local address of the
     // MAC (fe80:: with its EUI-64), which neighbour discovery on the link expects.
-    let link_local = {
-        let mut o = [0u8; 16];
-        o[..2].copy_from_slice(&[0xfe, 0x80]);
-        o[8..].copy_from_slice(&mac.as_eui_64().unwrap_or_default());
-        Ipv6Address::from_octets(o)
-    };
     iface.update_ip_addrs(|a| {
         let _ = a.push(IpCidr::new(Ipv4Address::new(192, 168, 69, 1).into(), 24));
-        let _ = a.push(IpCidr::new(link_local.into(), 64));
+        let _ = a.push(smolhttpd::link_local(mac).into());
         let _ = a.push(IpCidr::new(
             Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 1).into(),
             64,

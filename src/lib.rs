@@ -96,4 +96,37 @@ pub mod site {
 }
 
 pub use config::{Config, SLOTS};
+
+/// `prefix`/64 with the interface identifier of `mac` (modified EUI-64, RFC 4291 2.5.1): with
+/// `fe80::` the link-local address ([`link_local`]), with a router's prefix a SLAAC address.
+///
+/// ```
+/// use smoltcp::wire::{EthernetAddress, Ipv6Address};
+/// let mac = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+/// let slaac = smolhttpd::eui64_address(Ipv6Address::new(0xfd69, 0, 0, 0, 0, 0, 0, 0), mac);
+/// assert_eq!(slaac.to_string(), "fd69::ff:fe00:1/64");
+/// assert_eq!(smolhttpd::link_local(mac).to_string(), "fe80::ff:fe00:1/64");
+/// ```
+#[cfg(feature = "ipv6")]
+pub fn eui64_address(
+    prefix: smoltcp::wire::Ipv6Address,
+    mac: smoltcp::wire::EthernetAddress,
+) -> smoltcp::wire::Ipv6Cidr {
+    let mut octets = prefix.octets();
+    // Always Some for an Ethernet address.
+    if let Some(eui) = mac.as_eui_64() {
+        octets[8..].copy_from_slice(&eui);
+    }
+    smoltcp::wire::Ipv6Cidr::new(octets.into(), 64)
+}
+
+/// The link-local address of `mac`: `fe80::` and its EUI-64 (`02:00:00:00:00:01` is
+/// `fe80::ff:fe00:1`), which every IPv6 interface needs for neighbour discovery.
+#[cfg(feature = "ipv6")]
+pub fn link_local(mac: smoltcp::wire::EthernetAddress) -> smoltcp::wire::Ipv6Cidr {
+    eui64_address(
+        smoltcp::wire::Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+        mac,
+    )
+}
 pub use server::Server;

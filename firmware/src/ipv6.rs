@@ -190,15 +190,6 @@ fn advert(frame: &[u8], now: Instant) -> Option<Advert> {
     })
 }
 
-/// `prefix`/64 with the MAC's interface identifier (EUI-64).
-fn with_mac(prefix: Ipv6Address, mac: EthernetAddress) -> Ipv6Cidr {
-    let mut bytes = prefix.octets();
-    if let Some(eui) = mac.as_eui_64() {
-        bytes[8..].copy_from_slice(&eui);
-    }
-    Ipv6Cidr::new(Ipv6Address::from(bytes), 64)
-}
-
 /// The IPv6 state of the interface: see the module docs.
 pub struct Ipv6 {
     mac: EthernetAddress,
@@ -216,7 +207,7 @@ pub struct Ipv6 {
 impl Ipv6 {
     /// Gives `iface` its link-local address (and says so); the rest follows from the polls.
     pub fn new(mac: EthernetAddress, now: Instant, iface: &mut Interface) -> Ipv6 {
-        let link_local = with_mac(Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), mac);
+        let link_local = smolhttpd::link_local(mac);
         add(iface, link_local);
         log(link_local, "link-local", None);
         Ipv6 {
@@ -308,7 +299,7 @@ impl Ipv6 {
         let Some((prefix, valid)) = advert.prefix else {
             return;
         };
-        let cidr = with_mac(prefix, self.mac);
+        let cidr = smolhttpd::eui64_address(prefix, self.mac);
         match self.slaac {
             Some((ours, until)) if ours == cidr => {
                 // 5.5.3 e: an advertisement may lengthen the lifetime at will, shorten it to
@@ -360,7 +351,7 @@ fn solicit(device: &mut impl Device, now: Instant, mac: EthernetAddress) -> bool
     let Some(tx) = device.transmit(now) else {
         return false;
     };
-    let src = with_mac(Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), mac).address();
+    let src = smolhttpd::link_local(mac).address();
     let icmp = Icmpv6Repr::Ndisc(NdiscRepr::RouterSolicit {
         lladdr: Some(mac.into()),
     });

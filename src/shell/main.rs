@@ -194,15 +194,6 @@ fn parse_ip6(s: &str) -> Result<Ip6, String> {
     }
 }
 
-/// The link-local address of `mac` (fe80::/64 with the EUI-64 interface identifier).
-fn link_local(mac: EthernetAddress) -> Ipv6Cidr {
-    let mut octets = [0u8; 16];
-    octets[..2].copy_from_slice(&[0xfe, 0x80]);
-    // Cannot fail for an Ethernet address.
-    octets[8..].copy_from_slice(&mac.as_eui_64().unwrap_or_default());
-    Ipv6Cidr::new(Ipv6Address::from_octets(octets), 64)
-}
-
 /// How long `--ip dhcp` waits for a lease before it takes the fallback address.
 const DHCP_WAIT: Duration = Duration::from_secs(3);
 
@@ -467,7 +458,7 @@ fn start<D: Device, W: WaitOn>(
             "\nsmolhttpd: and http://[{}]:{}/ (IPv6; link-local {})",
             cidr.address(),
             args.port,
-            link_local(args.mac).address()
+            smolhttpd::link_local(args.mac).address()
         ));
     }
     if let Some(hint) = hint {
@@ -540,7 +531,7 @@ fn serve<D: Device, W: WaitOn>(
     if let Ip6(Some(cidr)) = args.ip6 {
         iface.update_ip_addrs(|addrs| {
             // Cannot fail: the list holds 4 and is empty.
-            let _ = addrs.push(IpCidr::Ipv6(link_local(args.mac)));
+            let _ = addrs.push(IpCidr::Ipv6(smolhttpd::link_local(args.mac)));
             let _ = addrs.push(IpCidr::Ipv6(cidr));
         });
         // Cannot fail: the table is empty.
